@@ -1,0 +1,212 @@
+// Package report defines the DIVDS scan report: what `scan --format json`
+// writes, what `evaluate` reads and what the plugin logs. docs/report.md
+// documents it; SchemaVersion changes whenever a field changes meaning.
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/divds/divds/scoring"
+)
+
+// SchemaVersion is the version of the report format this code writes and reads.
+const SchemaVersion = 1
+
+// MaxSize bounds a report read from a file: the largest real images give
+// a few MB, so 64 MiB is generous.
+const MaxSize = 64 << 20
+
+// Report is one image's diagnosis.
+type Report struct {
+	SchemaVersion int         `json:"schema_version"`
+	Image         Image       `json:"image"`
+	Packages      []Package   `json:"packages"`
+	Findings      []Finding   `json:"findings"`
+	Evaluation    *Evaluation `json:"evaluation,omitempty"`
+	Database      Database    `json:"database"`
+}
+
+// Image is the image's metadata: the design's Table 1.
+type Image struct {
+	ID           string     `json:"id"`
+	Names        []string   `json:"names"`
+	Digests      []string   `json:"digests"`
+	Created      *time.Time `json:"created,omitempty"`
+	OS           string     `json:"os,omitempty"`
+	Architecture string     `json:"architecture,omitempty"`
+	Distribution string     `json:"distribution,omitempty"`
+	Layers       []Layer    `json:"layers"`
+}
+
+// Layer is one filesystem layer, bottom first.
+type Layer struct {
+	Digest    string `json:"digest,omitempty"`
+	DiffID    string `json:"diff_id"`
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// Package is one installed package.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Source  string `json:"source,omitempty"`
+	Kind    string `json:"kind"`
+	Layer   string `json:"layer,omitempty"`
+}
+
+// CVSS is NVD's rating of a vulnerability.
+type CVSS struct {
+	Score    float64 `json:"score"`
+	Severity string  `json:"severity,omitempty"`
+	Vector   string  `json:"vector,omitempty"`
+}
+
+// Finding is one vulnerability in one package.
+type Finding struct {
+	ID             string   `json:"id"`
+	Package        string   `json:"package"`
+	Source         string   `json:"source,omitempty"`
+	Version        string   `json:"version"`
+	FixedIn        string   `json:"fixed_in"`
+	Severity       string   `json:"severity"`
+	VendorSeverity string   `json:"vendor_severity,omitempty"`
+	CVSS           *CVSS    `json:"cvss,omitempty"`
+	Layer          string   `json:"layer,omitempty"`
+	Description    string   `json:"description,omitempty"`
+	Links          []string `json:"links,omitempty"`
+}
+
+// Evaluation is the IVE result.
+type Evaluation struct {
+	Score            scoring.Points            `json:"score"`
+	Threshold        scoring.Points            `json:"threshold"`
+	Exceeded         bool                      `json:"exceeded"`
+	Verdict          scoring.Verdict           `json:"verdict"`
+	Mode             scoring.Mode              `json:"mode"`
+	Counts           Counts                    `json:"counts"`
+	Approved         []Approval                `json:"approved"`
+	ExpiredWhitelist []scoring.NormalizedEntry `json:"expired_whitelist"`
+	PolicyDigest     string                    `json:"policy_digest"`
+	EvaluatedAt      time.Time                 `json:"evaluated_at"`
+}
+
+// Counts are finding counts by severity name.
+type Counts struct {
+	Unapproved map[string]int `json:"unapproved"`
+	Approved   map[string]int `json:"approved"`
+	Ignored    int            `json:"ignored"`
+}
+
+// Approval is an approved finding and the entry that approved it.
+type Approval struct {
+	ID      string                  `json:"id"`
+	Package string                  `json:"package"`
+	Version string                  `json:"version"`
+	Entry   scoring.NormalizedEntry `json:"entry"`
+}
+
+// Database says which vulnerability data produced the findings.
+type Database struct {
+	Revision  uint64     `json:"revision"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// Sample is true when the findings come from the small sample database
+	// shipped for demos; such a report says nothing about real exposure.
+	Sample bool `json:"sample,omitempty"`
+}
+
+// Read parses and validates a report. It reads at most MaxSize bytes.
+func Read(r io.Reader) (*Report, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("report is larger than %d bytes", MaxSize)
+	}
+	var probe struct {
+		SchemaVersion *int `json:"schema_version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("report is not JSON: %w", err)
+	}
+	switch {
+	case probe.SchemaVersion == nil:
+		return nil, errors.New("report has no schema_version: is this a DIVDS scan report?")
+	case *probe.SchemaVersion != SchemaVersion:
+		return nil, fmt.Errorf("report schema_version %d is not supported (this divds-authz reads version %d); rescan with this version", *probe.SchemaVersion, SchemaVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var rep Report
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	if err := rep.Validate(); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Validate checks what evaluate relies on.
+func (r *Report) Validate() error {
+	var errs []error
+	for i, f := range r.Findings {
+		if strings.TrimSpace(f.ID) == "" {
+			errs = append(errs, fmt.Errorf("findings[%d]: id is empty", i))
+		}
+		if f.Package == "" {
+			errs = append(errs, fmt.Errorf("findings[%d] (%s): package is empty", i, f.ID))
+		}
+		if f.Severity != "" {
+			if _, err := scoring.ParseSeverity(f.Severity); err != nil {
+				errs = append(errs, fmt.Errorf("findings[%d] (%s): severity: %w", i, f.ID, err))
+			}
+		}
+		if f.CVSS != nil && (f.CVSS.Score < 0 || f.CVSS.Score > 10) {
+			errs = append(errs, fmt.Errorf("findings[%d] (%s): cvss.score %v is outside 0-10", i, f.ID, f.CVSS.Score))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid report: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Write encodes the report as indented JSON.
+func (r *Report) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// Refs lists every reference the image is known by, for whitelist and
+// override matching.
+func (im Image) Refs() []string {
+	refs := append(append([]string{}, im.Names...), im.Digests...)
+	if im.ID != "" {
+		refs = append(refs, im.ID)
+	}
+	return refs
+}
+
+// Name is the best human name for the image.
+func (im Image) Name() string {
+	switch {
+	case len(im.Names) > 0:
+		return im.Names[0]
+	case len(im.Digests) > 0:
+		return im.Digests[0]
+	case im.ID != "":
+		return im.ID
+	}
+	return "(unnamed image)"
+}
