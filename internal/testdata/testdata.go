@@ -1,0 +1,42 @@
+// Package testdata locates the shared, read-only test data that lives
+// beside the repository (../shared/testdata). Tests that need it fail,
+// rather than skip, when it is missing: a silently skipped accuracy test
+// is worse than a red one.
+package testdata
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Dir returns the absolute path of ../shared/testdata, relative to the
+// module root, or $DIVDS_TESTDATA when set.
+func Dir(tb testing.TB) string {
+	tb.Helper()
+	if d := os.Getenv("DIVDS_TESTDATA"); d != "" {
+		return d
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			td := filepath.Join(dir, "..", "shared", "testdata")
+			if _, err := os.Stat(filepath.Join(td, "README.md")); err != nil {
+				tb.Fatalf("shared test data not found at %s (set DIVDS_TESTDATA): %v", td, err)
+			}
+			return td
+		}
+		if filepath.Dir(dir) == dir {
+			tb.Fatalf("no go.mod above %s", wd)
+		}
+	}
+}
+
+// Path joins elements onto Dir.
+func Path(tb testing.TB, elem ...string) string {
+	tb.Helper()
+	return filepath.Join(append([]string{Dir(tb)}, elem...)...)
+}

@@ -1,0 +1,557 @@
+package vulnstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quay/claircore"
+	"github.com/quay/claircore/datastore"
+	"github.com/quay/claircore/libvuln/driver"
+	"github.com/quay/claircore/toolkit/types"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SchemaVersion is the layout of the database file. Another version is
+// refused with the command that rebuilds it.
+const SchemaVersion = 1
+
+// FileName is the database's name in the state directory.
+const FileName = "vuln.db"
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketUpdaters = []byte("updaters")
+	bucketVulns    = []byte("vulns")
+	bucketBlobs    = []byte("blobs")
+	bucketIndex    = []byte("index")
+	bucketEnrich   = []byte("enrich")
+
+	keySchema    = []byte("schema")
+	keyRevision  = []byte("revision")
+	keyUpdatedAt = []byte("updated_at")
+	keySample    = []byte("sample")
+)
+
+// ErrNotExist is returned by Open when there is no database yet.
+var ErrNotExist = errors.New("no vulnerability database")
+
+// Kind says what an updater stores.
+type Kind string
+
+// The two kinds of update operation.
+const (
+	KindVulnerability Kind = "vulnerability"
+	KindEnrichment    Kind = "enrichment"
+)
+
+// UpdaterInfo is what the store knows of one updater.
+type UpdaterInfo struct {
+	Name        string             `json:"name"`
+	Kind        Kind               `json:"kind"`
+	Fingerprint driver.Fingerprint `json:"fingerprint"`
+	// UpdatedAt is when the updater's data last changed or was confirmed
+	// unchanged; the data's age is measured from it.
+	UpdatedAt time.Time `json:"updated_at"`
+	Records   int       `json:"records"`
+	// LastError is the last failure, kept with the previous data; cleared
+	// by the next success.
+	LastError   string    `json:"last_error,omitempty"`
+	LastAttempt time.Time `json:"last_attempt"`
+}
+
+// Meta describes the whole database.
+type Meta struct {
+	Schema    int       `json:"schema_version"`
+	Revision  uint64    `json:"revision"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Sample marks the small offline sample shipped for demos.
+	Sample bool `json:"sample"`
+}
+
+// Store is a read-only view of one database file. It is safe for
+// concurrent use. It never changes: a newer database is a new Store.
+type Store struct {
+	db   *bolt.DB
+	path string
+	meta Meta
+
+	blobMu sync.RWMutex
+	dists  map[uint64]*claircore.Distribution
+	repos  map[uint64]*claircore.Repository
+}
+
+var _ datastore.Vulnerability = (*Store)(nil)
+var _ datastore.Enrichment = (*Store)(nil)
+
+// Path returns the database path in a state directory.
+func Path(stateDir string) string { return filepath.Join(stateDir, FileName) }
+
+// Open opens the database at path read-only. It maps the file and reads
+// only the metadata, so it is fast whatever the size.
+func Open(path string) (*Store, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s: run `divds-authz db update` (or `db import`)", ErrNotExist, path)
+	}
+	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open vulnerability database %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path, dists: map[uint64]*claircore.Distribution{}, repos: map[uint64]*claircore.Repository{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		m, err := readMeta(tx)
+		s.meta = m
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open vulnerability database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func readMeta(tx *bolt.Tx) (Meta, error) {
+	b := tx.Bucket(bucketMeta)
+	if b == nil {
+		return Meta{}, errors.New("not a DIVDS vulnerability database (no meta bucket)")
+	}
+	var m Meta
+	schema, _ := strconv.Atoi(string(b.Get(keySchema)))
+	m.Schema = schema
+	if schema != SchemaVersion {
+		return m, fmt.Errorf("database schema version %d is not the %d this divds-authz uses: rebuild it with `divds-authz db update` (or `db import`)", schema, SchemaVersion)
+	}
+	for _, name := range [][]byte{bucketUpdaters, bucketVulns, bucketBlobs, bucketIndex, bucketEnrich} {
+		if tx.Bucket(name) == nil {
+			return m, fmt.Errorf("database is missing its %s bucket: rebuild it with `divds-authz db update`", name)
+		}
+	}
+	if v := b.Get(keyRevision); len(v) == 8 {
+		m.Revision = binary.BigEndian.Uint64(v)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, string(b.Get(keyUpdatedAt))); err == nil {
+		m.UpdatedAt = t
+	}
+	m.Sample = string(b.Get(keySample)) == "1"
+	return m, nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Meta returns the database's metadata.
+func (s *Store) Meta() Meta { return s.meta }
+
+// Revision changes with every change of content; caches key on it.
+func (s *Store) Revision() uint64 { return s.meta.Revision }
+
+// Path is the file this Store reads.
+func (s *Store) Path() string { return s.path }
+
+// Size is the file's size in bytes.
+func (s *Store) Size() int64 {
+	var n int64
+	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// Updaters lists what the store knows of every updater, by name.
+func (s *Store) Updaters() ([]UpdaterInfo, error) {
+	var out []UpdaterInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUpdaters).ForEach(func(k, v []byte) error {
+			var u UpdaterInfo
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("updater %s: %w", k, err)
+			}
+			out = append(out, u)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// OldestUpdate is the oldest UpdatedAt of the vulnerability updaters: the
+// age that counts against db.max_age. Zero when there is none.
+func (s *Store) OldestUpdate() (time.Time, error) {
+	us, err := s.Updaters()
+	if err != nil {
+		return time.Time{}, err
+	}
+	var oldest time.Time
+	for _, u := range us {
+		if u.Kind == KindVulnerability && u.Records > 0 && (oldest.IsZero() || u.UpdatedAt.Before(oldest)) {
+			oldest = u.UpdatedAt
+		}
+	}
+	return oldest, nil
+}
+
+// kindString maps a package kind to the string claircore's stores use.
+func kindString(k types.PackageKind) string {
+	if k == types.UnknownPackage {
+		return ""
+	}
+	return k.String()
+}
+
+func indexPrefix(kind, name string) []byte {
+	b := make([]byte, 0, len(kind)+len(name)+10)
+	b = append(b, kind...)
+	b = append(b, 0)
+	b = append(b, name...)
+	return append(b, 0)
+}
+
+// Get implements datastore.Vulnerability: for each record, the
+// vulnerabilities of its package (or its source package) that satisfy every
+// constraint in opts. The result maps Package.ID to vulnerabilities.
+func (s *Store) Get(ctx context.Context, records []*claircore.IndexRecord, opts datastore.GetOpts) (map[string][]*claircore.Vulnerability, error) {
+	out := make(map[string][]*claircore.Vulnerability, len(records))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r := reader{s: s, tx: tx, vulns: tx.Bucket(bucketVulns), blobs: tx.Bucket(bucketBlobs), cache: map[uint64]*claircore.Vulnerability{}}
+		idx := tx.Bucket(bucketIndex).Cursor()
+		for _, rec := range records {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if rec == nil || rec.Package == nil || rec.Package.Name == "" {
+				continue // claircore's store skips records it cannot query
+			}
+			seen := map[uint64]bool{}
+			list := out[rec.Package.ID]
+			lookups := [][2]string{{kindString(rec.Package.Kind), rec.Package.Name}}
+			if src := rec.Package.Source; src != nil && src.Name != "" {
+				lookups = append(lookups, [2]string{kindString(src.Kind), src.Name})
+			}
+			for _, l := range lookups {
+				prefix := indexPrefix(l[0], l[1])
+				for k, _ := idx.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = idx.Next() {
+					if len(k) != len(prefix)+8 {
+						continue
+					}
+					id := binary.BigEndian.Uint64(k[len(prefix):])
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+					v, err := r.vuln(id)
+					if err != nil {
+						return err
+					}
+					ok, err := satisfies(rec, v, &opts)
+					if err != nil {
+						return err
+					}
+					if ok {
+						list = append(list, v)
+					}
+				}
+			}
+			out[rec.Package.ID] = list
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vulnerability lookup: %w", err)
+	}
+	return out, nil
+}
+
+// satisfies applies the matcher's constraints the way claircore's
+// PostgreSQL query does: each is an equality between a field of the
+// record and the stored vulnerability (empty when absent).
+func satisfies(rec *claircore.IndexRecord, v *claircore.Vulnerability, opts *datastore.GetOpts) (bool, error) {
+	rd, vd := rec.Distribution, v.Dist
+	if rd == nil {
+		rd = &claircore.Distribution{}
+	}
+	if vd == nil {
+		vd = &claircore.Distribution{}
+	}
+	rr, vr := rec.Repository, v.Repo
+	if rr == nil {
+		rr = &claircore.Repository{}
+	}
+	if vr == nil {
+		vr = &claircore.Repository{}
+	}
+	for _, m := range opts.Matchers {
+		var ok bool
+		switch m {
+		case driver.PackageModule:
+			ok = rec.Package.Module == v.Package.Module
+		case driver.DistributionDID:
+			ok = rd.DID == vd.DID
+		case driver.DistributionName:
+			ok = rd.Name == vd.Name
+		case driver.DistributionVersionID:
+			ok = rd.VersionID == vd.VersionID
+		case driver.DistributionVersion:
+			ok = rd.Version == vd.Version
+		case driver.DistributionVersionCodeName:
+			ok = rd.VersionCodeName == vd.VersionCodeName
+		case driver.DistributionPrettyName:
+			ok = rd.PrettyName == vd.PrettyName
+		case driver.DistributionCPE:
+			ok = rd.CPE.String() == vd.CPE.String()
+		case driver.DistributionArch:
+			ok = rd.Arch == vd.Arch
+		case driver.RepositoryName:
+			ok = rr.Name == vr.Name
+		case driver.RepositoryKey:
+			ok = rr.Key == vr.Key
+		case driver.HasFixedInVersion:
+			ok = v.FixedInVersion != ""
+		case driver.PackageName, driver.PackageSourceName:
+			ok = true // the index lookup already did this
+		default:
+			return false, fmt.Errorf("unknown match constraint %v", m)
+		}
+		if !ok {
+			return false, nil
+		}
+	}
+	if opts.VersionFiltering {
+		nv := &rec.Package.NormalizedVersion
+		if v.Range == nil || v.Range.Lower.Kind != nv.Kind || !v.Range.Contains(nv) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// reader decodes vulnerabilities within one read transaction.
+type reader struct {
+	s     *Store
+	tx    *bolt.Tx
+	vulns *bolt.Bucket
+	blobs *bolt.Bucket
+	cache map[uint64]*claircore.Vulnerability
+}
+
+func idKey(id uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	return k[:]
+}
+
+func (r *reader) blob(id uint64) ([]byte, error) {
+	if id == 0 {
+		return nil, nil
+	}
+	b := r.blobs.Get(idKey(id))
+	if b == nil {
+		return nil, fmt.Errorf("blob %d is missing", id)
+	}
+	return b, nil
+}
+
+func (r *reader) str(id uint64) (string, error) {
+	b, err := r.blob(id)
+	return string(b), err
+}
+
+func (r *reader) vuln(id uint64) (*claircore.Vulnerability, error) {
+	if v, ok := r.cache[id]; ok {
+		return v, nil
+	}
+	raw := r.vulns.Get(idKey(id))
+	if raw == nil {
+		return nil, fmt.Errorf("vulnerability %d is indexed but missing", id)
+	}
+	rec, err := decodeRecord(raw)
+	if err != nil {
+		return nil, fmt.Errorf("vulnerability %d: %w", id, err)
+	}
+	v, err := r.expand(id, rec)
+	if err != nil {
+		return nil, fmt.Errorf("vulnerability %d: %w", id, err)
+	}
+	r.cache[id] = v
+	return v, nil
+}
+
+func (r *reader) expand(id uint64, rec *record) (*claircore.Vulnerability, error) {
+	v := &claircore.Vulnerability{
+		ID:                 strconv.FormatUint(id, 10),
+		Name:               rec.Name,
+		Issued:             fromUnixNano(rec.Issued),
+		Severity:           rec.Severity,
+		NormalizedSeverity: claircore.Severity(rec.NormSeverity),
+		FixedInVersion:     rec.FixedIn,
+		Range:              rec.Range,
+		ArchOperation:      claircore.ArchOp(rec.ArchOp),
+		Invert:             rec.Invert,
+		Aliases:            rec.Aliases,
+	}
+	var err error
+	if v.Description, err = r.str(rec.Desc); err != nil {
+		return nil, err
+	}
+	if v.Links, err = r.str(rec.Links); err != nil {
+		return nil, err
+	}
+	if v.Updater, err = r.str(rec.Updater); err != nil {
+		return nil, err
+	}
+	v.Package = &claircore.Package{}
+	if rec.Package != 0 {
+		b, err := r.blob(rec.Package)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(b, v.Package); err != nil {
+			return nil, fmt.Errorf("package: %w", err)
+		}
+	}
+	if v.Dist, err = r.dist(rec.Dist); err != nil {
+		return nil, err
+	}
+	if v.Repo, err = r.repo(rec.Repo); err != nil {
+		return nil, err
+	}
+	if rec.SelfName != "" || rec.SelfSpace != "" {
+		v.Self = claircore.Alias{Name: rec.SelfName}
+		v.Self.Space = internSpace(rec.SelfSpace)
+	}
+	return v, nil
+}
+
+// dist and repo decode each distinct blob once per Store: there are few,
+// and every Ubuntu vulnerability names the same one.
+func (r *reader) dist(id uint64) (*claircore.Distribution, error) {
+	return cachedBlob(r, id, r.s.dists)
+}
+
+func (r *reader) repo(id uint64) (*claircore.Repository, error) {
+	return cachedBlob(r, id, r.s.repos)
+}
+
+func cachedBlob[T any](r *reader, id uint64, cache map[uint64]*T) (*T, error) {
+	if id == 0 {
+		return nil, nil
+	}
+	r.s.blobMu.RLock()
+	v, ok := cache[id]
+	r.s.blobMu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	b, err := r.blob(id)
+	if err != nil {
+		return nil, err
+	}
+	v = new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("blob %d: %w", id, err)
+	}
+	r.s.blobMu.Lock()
+	cache[id] = v
+	r.s.blobMu.Unlock()
+	return v, nil
+}
+
+// GetEnrichment implements datastore.Enrichment: the records of updater
+// kind carrying any of tags.
+func (s *Store) GetEnrichment(ctx context.Context, kind string, tags []string) ([]driver.EnrichmentRecord, error) {
+	var out []driver.EnrichmentRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEnrich).Cursor()
+		r := reader{s: s, tx: tx, blobs: tx.Bucket(bucketBlobs)}
+		seen := map[uint64]bool{}
+		for _, tag := range tags {
+			prefix := indexPrefix(kind, tag)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				if len(k) != len(prefix)+8 {
+					continue
+				}
+				id := binary.BigEndian.Uint64(k[len(prefix):])
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				b, err := r.blob(id)
+				if err != nil {
+					return err
+				}
+				var rec driver.EnrichmentRecord
+				if err := json.Unmarshal(b, &rec); err != nil {
+					return fmt.Errorf("enrichment %d: %w", id, err)
+				}
+				out = append(out, rec)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// EachVulnerability calls fn for every stored vulnerability, grouped by
+// updater (a Builder writes each updater's records contiguously).
+func (s *Store) EachVulnerability(ctx context.Context, fn func(updater string, v *claircore.Vulnerability) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		r := reader{s: s, tx: tx, vulns: tx.Bucket(bucketVulns), blobs: tx.Bucket(bucketBlobs)}
+		c := r.vulns.Cursor()
+		for k, raw := c.First(); k != nil; k, raw = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if len(k) != 8 {
+				return fmt.Errorf("bad vulnerability key %x", k)
+			}
+			rec, err := decodeRecord(raw)
+			if err != nil {
+				return fmt.Errorf("vulnerability %x: %w", k, err)
+			}
+			v, err := r.expand(binary.BigEndian.Uint64(k), rec)
+			if err != nil {
+				return err
+			}
+			if err := fn(v.Updater, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// EachEnrichment calls fn for every stored enrichment record, by updater.
+func (s *Store) EachEnrichment(ctx context.Context, fn func(updater string, rec driver.EnrichmentRecord) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		r := reader{s: s, tx: tx, blobs: tx.Bucket(bucketBlobs)}
+		seen := map[string]bool{}
+		c := tx.Bucket(bucketEnrich).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			parts := bytes.SplitN(k, []byte{0}, 3)
+			if len(parts) != 3 || len(parts[2]) != 8 {
+				return fmt.Errorf("bad enrichment key %q", k)
+			}
+			key := string(parts[0]) + "\x00" + string(parts[2])
+			if seen[key] {
+				continue // a record with several tags is indexed once per tag
+			}
+			seen[key] = true
+			b, err := r.blob(binary.BigEndian.Uint64(parts[2]))
+			if err != nil {
+				return err
+			}
+			var rec driver.EnrichmentRecord
+			if err := json.Unmarshal(b, &rec); err != nil {
+				return fmt.Errorf("enrichment: %w", err)
+			}
+			if err := fn(string(parts[0]), rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
