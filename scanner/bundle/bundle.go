@@ -33,7 +33,7 @@ type entry struct {
 	Fingerprint driver.Fingerprint
 	Date        time.Time
 	Ref         uuid.UUID
-	Vuln        *claircore.Vulnerability  `json:",omitempty"`
+	Vuln        *claircore.Vulnerability `json:",omitempty"`
 	Enrichment  *driver.EnrichmentRecord `json:",omitempty"`
 	Kind        driver.UpdateKind
 }
