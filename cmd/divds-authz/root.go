@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/divds/divds/internal/logging"
 )
 
 // Exit codes shared by every command that gives a verdict.
@@ -87,6 +90,9 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			a.log.SetLevel(lvl)
+			// claircore logs through log/slog's default logger; main owns
+			// process-wide state, so the bridge is installed here.
+			slog.SetDefault(slog.New(logging.NewHandler(a.log)))
 			return nil
 		},
 	}
@@ -95,7 +101,7 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 	pf.StringVar(&a.stateDir, "state-dir", a.def.stateDir, "state directory (vulnerability database, caches)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	a.root = root
-	root.AddCommand(a.versionCmd(), a.policyCmd(), a.evaluateCmd())
+	root.AddCommand(a.versionCmd(), a.policyCmd(), a.evaluateCmd(), a.dbCmd())
 	return root
 }
 

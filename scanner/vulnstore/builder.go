@@ -215,9 +215,7 @@ func (b *Builder) AddVulnerability(v *claircore.Vulnerability) error {
 		FixedIn: v.FixedInVersion, Range: v.Range, ArchOp: uint8(v.ArchOperation), Invert: v.Invert,
 		SelfName: v.Self.Name, Aliases: v.Aliases,
 	}
-	if v.Self != (claircore.Alias{}) {
-		rec.SelfSpace = v.Self.Space.Value()
-	}
+	rec.SelfSpace = spaceValue(v.Self.Space)
 	var err error
 	if rec.Desc, err = b.intern([]byte(v.Description)); err != nil {
 		return err

@@ -83,7 +83,7 @@ func (r *record) encode(b []byte) []byte {
 	b = appendString(b, r.SelfName)
 	b = binary.AppendUvarint(b, uint64(len(r.Aliases)))
 	for _, a := range r.Aliases {
-		b = appendString(b, a.Space.Value())
+		b = appendString(b, spaceValue(a.Space))
 		b = appendString(b, a.Name)
 	}
 	if r.Invert {
@@ -231,3 +231,12 @@ func fromUnixNano(n int64) time.Time {
 }
 
 func internSpace(s string) unique.Handle[string] { return unique.Make(s) }
+
+// spaceValue is Handle.Value that tolerates the zero Handle, which
+// Value would dereference.
+func spaceValue(h unique.Handle[string]) string {
+	if h == (unique.Handle[string]{}) {
+		return ""
+	}
+	return h.Value()
+}
