@@ -84,10 +84,19 @@ type Store struct {
 	path string
 	meta Meta
 
+	// Decoded blobs, shared by every lookup: the file never changes, and
+	// the same package, distribution and description recur across
+	// vulnerabilities. Matchers treat vulnerabilities as read-only.
 	blobMu sync.RWMutex
 	dists  map[uint64]*claircore.Distribution
 	repos  map[uint64]*claircore.Repository
+	pkgs   map[uint64]*claircore.Package
+	strs   map[uint64]string
 }
+
+// maxCached bounds each blob cache; a full cache is dropped and refilled,
+// which keeps memory bounded on any database.
+const maxCached = 1 << 16
 
 var _ datastore.Vulnerability = (*Store)(nil)
 var _ datastore.Enrichment = (*Store)(nil)
@@ -105,7 +114,8 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open vulnerability database %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, dists: map[uint64]*claircore.Distribution{}, repos: map[uint64]*claircore.Repository{}}
+	s := &Store{db: db, path: path, dists: map[uint64]*claircore.Distribution{}, repos: map[uint64]*claircore.Repository{},
+		pkgs: map[uint64]*claircore.Package{}, strs: map[uint64]string{}}
 	err = db.View(func(tx *bolt.Tx) error {
 		m, err := readMeta(tx)
 		s.meta = m
@@ -243,15 +253,11 @@ func (s *Store) Get(ctx context.Context, records []*claircore.IndexRecord, opts 
 						continue
 					}
 					seen[id] = true
-					v, err := r.vuln(id)
+					v, err := r.candidate(id, rec, &opts)
 					if err != nil {
 						return err
 					}
-					ok, err := satisfies(rec, v, &opts)
-					if err != nil {
-						return err
-					}
-					if ok {
+					if v != nil {
 						list = append(list, v)
 					}
 				}
@@ -356,23 +362,65 @@ func (r *reader) blob(id uint64) ([]byte, error) {
 }
 
 func (r *reader) str(id uint64) (string, error) {
+	if id == 0 {
+		return "", nil
+	}
+	r.s.blobMu.RLock()
+	v, ok := r.s.strs[id]
+	r.s.blobMu.RUnlock()
+	if ok {
+		return v, nil
+	}
 	b, err := r.blob(id)
-	return string(b), err
+	if err != nil {
+		return "", err
+	}
+	v = string(b)
+	r.s.blobMu.Lock()
+	if len(r.s.strs) >= maxCached {
+		clear(r.s.strs)
+	}
+	r.s.strs[id] = v
+	r.s.blobMu.Unlock()
+	return v, nil
 }
 
-func (r *reader) vuln(id uint64) (*claircore.Vulnerability, error) {
+// candidate returns vulnerability id when it satisfies opts for rec, nil
+// when it does not. Constraints are checked on the cheap parts first.
+func (r *reader) candidate(id uint64, rec *claircore.IndexRecord, opts *datastore.GetOpts) (*claircore.Vulnerability, error) {
 	if v, ok := r.cache[id]; ok {
+		ok, err := satisfies(rec, v, opts)
+		if !ok || err != nil {
+			return nil, err
+		}
 		return v, nil
 	}
 	raw := r.vulns.Get(idKey(id))
 	if raw == nil {
 		return nil, fmt.Errorf("vulnerability %d is indexed but missing", id)
 	}
-	rec, err := decodeRecord(raw)
+	stored, err := decodeRecord(raw)
 	if err != nil {
 		return nil, fmt.Errorf("vulnerability %d: %w", id, err)
 	}
-	v, err := r.expand(id, rec)
+	// A first pass with what needs no string copies: package, dist, repo.
+	shell := &claircore.Vulnerability{FixedInVersion: stored.FixedIn, Range: stored.Range}
+	if shell.Package, err = r.pkg(stored.Package); err != nil {
+		return nil, err
+	}
+	if shell.Package == nil {
+		shell.Package = &claircore.Package{}
+	}
+	if shell.Dist, err = r.dist(stored.Dist); err != nil {
+		return nil, err
+	}
+	if shell.Repo, err = r.repo(stored.Repo); err != nil {
+		return nil, err
+	}
+	if ok, err := satisfies(rec, shell, opts); !ok || err != nil {
+		return nil, err
+	}
+	v, err := r.expand(id, stored)
 	if err != nil {
 		return nil, fmt.Errorf("vulnerability %d: %w", id, err)
 	}
@@ -403,15 +451,11 @@ func (r *reader) expand(id uint64, rec *record) (*claircore.Vulnerability, error
 	if v.Updater, err = r.str(rec.Updater); err != nil {
 		return nil, err
 	}
-	v.Package = &claircore.Package{}
-	if rec.Package != 0 {
-		b, err := r.blob(rec.Package)
-		if err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(b, v.Package); err != nil {
-			return nil, fmt.Errorf("package: %w", err)
-		}
+	if v.Package, err = r.pkg(rec.Package); err != nil {
+		return nil, err
+	}
+	if v.Package == nil {
+		v.Package = &claircore.Package{}
 	}
 	if v.Dist, err = r.dist(rec.Dist); err != nil {
 		return nil, err
@@ -436,6 +480,10 @@ func (r *reader) repo(id uint64) (*claircore.Repository, error) {
 	return cachedBlob(r, id, r.s.repos)
 }
 
+func (r *reader) pkg(id uint64) (*claircore.Package, error) {
+	return cachedBlob(r, id, r.s.pkgs)
+}
+
 func cachedBlob[T any](r *reader, id uint64, cache map[uint64]*T) (*T, error) {
 	if id == 0 {
 		return nil, nil
@@ -455,6 +503,9 @@ func cachedBlob[T any](r *reader, id uint64, cache map[uint64]*T) (*T, error) {
 		return nil, fmt.Errorf("blob %d: %w", id, err)
 	}
 	r.s.blobMu.Lock()
+	if len(cache) >= maxCached {
+		clear(cache)
+	}
 	cache[id] = v
 	r.s.blobMu.Unlock()
 	return v, nil

@@ -1,0 +1,105 @@
+package vulnstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/quay/claircore"
+	bolt "go.etcd.io/bbolt"
+)
+
+func build(t *testing.T, dir string, n int) Meta {
+	t.Helper()
+	ctx := context.Background()
+	b, err := Begin(ctx, dir, BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Abort()
+	if err := b.StartUpdater("test", KindVulnerability, "", b.opts.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := b.AddVulnerability(&claircore.Vulnerability{Name: "CVE-1", Package: &claircore.Package{Name: "p"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.FinishUpdater(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestHandleFollowsSwaps(t *testing.T) {
+	dir := t.TempDir()
+	h, err := NewHandle(Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if _, _, err := h.Acquire(); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("no database yet: %v", err)
+	}
+	build(t, dir, 1)
+	if changed, err := h.Reload(); !changed || err != nil {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	s1, release1, err := h.Acquire()
+	if err != nil || s1.Revision() != 1 {
+		t.Fatalf("%v %v", s1, err)
+	}
+	build(t, dir, 2)
+	if changed, _ := h.Reload(); !changed {
+		t.Fatal("swap not seen")
+	}
+	// The old store still serves its reader until released.
+	if us, err := s1.Updaters(); err != nil || us[0].Records != 1 {
+		t.Fatalf("old store: %v %v", us, err)
+	}
+	release1()
+	release1() // idempotent
+	s2, release2, _ := h.Acquire()
+	defer release2()
+	if s2.Revision() != 2 {
+		t.Fatalf("revision %d", s2.Revision())
+	}
+	if changed, _ := h.Reload(); changed {
+		t.Fatal("no swap, no change")
+	}
+}
+
+func TestSchemaMismatch(t *testing.T) {
+	dir := t.TempDir()
+	build(t, dir, 1)
+	// Rewrite the schema key as another version would have written it.
+	db, err := bolt.Open(Path(dir), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("99")) })
+	db.Close()
+	_, err = Open(Path(dir))
+	if err == nil || !strings.Contains(err.Error(), "schema version 99") || !strings.Contains(err.Error(), "divds-authz db update") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestNotADatabase(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(Path(dir), []byte("hello"), 0o600)
+	if _, err := Open(Path(dir)); err == nil {
+		t.Fatal("opened garbage")
+	}
+	// A writer replaces what it cannot read.
+	build(t, dir, 1)
+	if _, err := Open(Path(dir)); err != nil {
+		t.Fatal(err)
+	}
+}
