@@ -1,0 +1,85 @@
+// Package match finds the vulnerabilities of indexed packages with
+// claircore's matchers over the DIVDS store, and turns them into
+// findings with honest severities.
+package match
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/quay/claircore"
+	"github.com/quay/claircore/alpine"
+	"github.com/quay/claircore/aws"
+	"github.com/quay/claircore/datastore"
+	"github.com/quay/claircore/debian"
+	"github.com/quay/claircore/libvuln/driver"
+	"github.com/quay/claircore/oracle"
+	"github.com/quay/claircore/photon"
+	"github.com/quay/claircore/suse"
+	"github.com/quay/claircore/ubuntu"
+)
+
+// Matchers are claircore's OS matchers. (RHEL's needs repository CPEs
+// that come from Red Hat's content manifests and a network mapping file;
+// see the README's limits.)
+func Matchers() []driver.Matcher {
+	return []driver.Matcher{
+		&alpine.Matcher{}, &aws.Matcher{}, &debian.Matcher{}, &oracle.Matcher{},
+		&photon.Matcher{}, &suse.Matcher{}, &ubuntu.Matcher{},
+	}
+}
+
+// Match is claircore's matching protocol over store, for each matcher:
+// the records it is interested in (Filter), a lookup constrained by its
+// Query, optional database-side version filtering, and then Vulnerable
+// for each candidate unless the matcher trusts the database's filtering.
+// The result maps Package.ID to vulnerabilities, each once.
+func Match(ctx context.Context, store datastore.Vulnerability, records []*claircore.IndexRecord, matchers []driver.Matcher) (map[string][]*claircore.Vulnerability, error) {
+	out := map[string][]*claircore.Vulnerability{}
+	seen := map[string]map[string]bool{}
+	for _, m := range matchers {
+		var interested []*claircore.IndexRecord
+		for _, r := range records {
+			if r.Package == nil || r.Package.NormalizedVersion.Kind == claircore.UnmatchableKind {
+				continue
+			}
+			if m.Filter(r) {
+				interested = append(interested, r)
+			}
+		}
+		if len(interested) == 0 {
+			continue
+		}
+		dbSide, authoritative := false, false
+		if vf, ok := m.(driver.VersionFilter); ok {
+			dbSide, authoritative = true, vf.VersionAuthoritative()
+		}
+		got, err := store.Get(ctx, interested, datastore.GetOpts{Matchers: m.Query(), VersionFiltering: dbSide})
+		if err != nil {
+			return nil, fmt.Errorf("matcher %s: %w", m.Name(), err)
+		}
+		for _, r := range interested {
+			id := r.Package.ID
+			for _, v := range got[id] {
+				if !authoritative {
+					ok, err := m.Vulnerable(ctx, r, v)
+					if err != nil {
+						return nil, fmt.Errorf("matcher %s: %s %s: %w", m.Name(), r.Package.Name, v.Name, err)
+					}
+					if !ok {
+						continue
+					}
+				}
+				if seen[id] == nil {
+					seen[id] = map[string]bool{}
+				}
+				if seen[id][v.ID] {
+					continue
+				}
+				seen[id][v.ID] = true
+				out[id] = append(out[id], v)
+			}
+		}
+	}
+	return out, nil
+}
