@@ -30,6 +30,8 @@ type Report struct {
 	Findings      []Finding   `json:"findings"`
 	Evaluation    *Evaluation `json:"evaluation,omitempty"`
 	Database      Database    `json:"database"`
+	// Warnings say what the scan could not read or had to work around.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Image is the image's metadata: the design's Table 1.

@@ -396,3 +396,16 @@ func TestPackagesCentOS7(t *testing.T) {
 		t.Error("no distribution found")
 	}
 }
+
+func TestArchiveSource(t *testing.T) {
+	store := bundleDB(t, "alpine-secdb.jsonl.zst")
+	rep, _, err := scanner.New(scanner.Options{}).Scan(context.Background(),
+		source.Archive{Path: testdata.Path(t, "images", "alpine-3.10.4.docker-save.tar.gz")}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Image.Layers) != 1 || len(rep.Packages) == 0 || rep.Image.Distribution == "" || !strings.HasPrefix(rep.Image.ID, "sha256:") {
+		t.Fatalf("image %+v, %d packages", rep.Image, len(rep.Packages))
+	}
+	t.Logf("%s %v: %d packages, %d findings, %s", rep.Image.ID, rep.Image.Names, len(rep.Packages), len(rep.Findings), rep.Image.Distribution)
+}

@@ -97,6 +97,7 @@ func (s *Scanner) Scan(ctx context.Context, src source.Source, store *vulnstore.
 	if err != nil {
 		return nil, st, fmt.Errorf("match %s: %w", src.Describe(), err)
 	}
+	rep.Warnings = append(append(rep.Warnings, img.Warnings...), idx.Warnings...)
 	return rep, st, nil
 }
 

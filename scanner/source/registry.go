@@ -1,0 +1,137 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/divds/divds/report"
+	"github.com/divds/divds/scanner/index"
+	"github.com/divds/divds/scanner/layerfs"
+)
+
+// Registry reads an image from a registry. Layers are streamed and
+// decompressed once; a layer already cached is not downloaded at all.
+type Registry struct {
+	Ref string
+	// Keychain gives credentials; default authn.DefaultKeychain (the
+	// docker config.json of $DOCKER_CONFIG or ~/.docker), which answers
+	// anonymously for registries it has no entry for.
+	Keychain authn.Keychain
+	// Platform resolves a manifest list; default linux and this host's
+	// architecture.
+	Platform *v1.Platform
+	// Insecure allows plain HTTP for a registry that is not on loopback
+	// (loopback registries always may use it).
+	Insecure bool
+}
+
+// Describe implements Source.
+func (r Registry) Describe() string { return "registry image " + r.Ref }
+
+// Read implements Source.
+func (r Registry) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
+	var nopts []name.Option
+	if r.Insecure {
+		nopts = append(nopts, name.Insecure)
+	}
+	ref, err := name.ParseReference(r.Ref, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", r.Ref, err)
+	}
+	kc := r.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	plat := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if r.Platform != nil {
+		plat = *r.Platform
+	}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithPlatform(plat)}
+	img, err := remote.Image(ref, ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", r.Ref, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s config: %w", r.Ref, err)
+	}
+	id, err := img.ConfigName()
+	if err != nil {
+		return nil, err
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	out := &Image{Meta: report.Image{
+		ID: id.String(), Names: []string{ref.Name()}, Digests: []string{ref.Context().Name() + "@" + dig.String()},
+		OS: cfg.OS, Architecture: cfg.Architecture,
+	}}
+	if !cfg.Created.IsZero() {
+		t := cfg.Created.Time
+		out.Meta.Created = &t
+	}
+	var cmds []string
+	for _, h := range cfg.History {
+		if !h.EmptyLayer {
+			cmds = append(cmds, h.CreatedBy)
+		}
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s layers: %w", r.Ref, err)
+	}
+	if len(layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("%s: %d layers, config lists %d", r.Ref, len(layers), len(cfg.RootFS.DiffIDs))
+	}
+	for i, l := range layers {
+		diffID := cfg.RootFS.DiffIDs[i].String()
+		digest, _ := l.Digest()
+		ml := report.Layer{Digest: digest.String(), DiffID: diffID}
+		if len(cmds) == len(layers) {
+			ml.CreatedBy = cmds[i]
+		}
+		out.Meta.Layers = append(out.Meta.Layers, ml)
+		if cached != nil {
+			if fs := cached(diffID); fs != nil {
+				out.Layers = append(out.Layers, index.Layer{DiffID: diffID, Files: fs})
+				continue
+			}
+		}
+		fs, err := readRemoteLayer(ctx, l, diffID, lim)
+		if err != nil {
+			return nil, fmt.Errorf("%s layer %d (%s): %w", r.Ref, i+1, diffID, err)
+		}
+		out.Layers = append(out.Layers, index.Layer{DiffID: diffID, Files: fs})
+	}
+	return out, nil
+}
+
+func readRemoteLayer(ctx context.Context, l v1.Layer, diffID string, lim layerfs.Limits) (*layerfs.FileSet, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	tee := io.TeeReader(&capped{r: rc, n: maxStream}, h)
+	fs, err := layerfs.FromTar(ctx, tee, lim)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return nil, err
+	}
+	if got := digestOf(h); got != diffID {
+		return nil, fmt.Errorf("content is %s, the config says %s", got, diffID)
+	}
+	return fs, nil
+}
