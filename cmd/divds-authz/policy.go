@@ -81,7 +81,7 @@ func readPolicy(path string) (*scoring.Policy, error) {
 func (a *app) loadPolicy() (*scoring.Policy, error) {
 	p, err := readPolicy(a.policyPath)
 	if errors.Is(err, fs.ErrNotExist) && !a.root.PersistentFlags().Changed("policy") {
-		a.log.Infof("no policy at %s: using the built-in defaults (divds-authz policy default prints them)", a.policyPath)
+		a.log.Debugf("no policy at %s: using the built-in defaults (divds-authz policy default prints them)", a.policyPath)
 		return scoring.Default(), nil
 	}
 	return p, err

@@ -97,6 +97,9 @@ func (v *View) resolve(p string) (string, Entry, bool) {
 		last := i == len(segs)-1
 		if !ok {
 			if last {
+				if v.hasChildren(next) {
+					return next, Entry{Kind: Dir}, true // archives may omit directory entries
+				}
 				return "", Entry{}, false
 			}
 			cur = next
@@ -134,6 +137,16 @@ func (v *View) resolve(p string) (string, Entry, bool) {
 		}
 	}
 	return "", Entry{}, false
+}
+
+func (v *View) hasChildren(p string) bool {
+	prefix := p + "/"
+	for k := range v.nodes {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // Files returns the wanted files as the image presents them, keyed by
