@@ -12,16 +12,17 @@ import (
 // every default spelled out. It is what `policy check` prints and what
 // Digest hashes.
 type NormalizedPolicy struct {
-	Threshold      Points               `yaml:"threshold" json:"threshold"`
-	Weights        NormalizedWeights    `yaml:"weights" json:"weights"`
-	Mode           Mode                 `yaml:"mode" json:"mode"`
-	Actions        []Action             `yaml:"actions" json:"actions"`
-	OnError        OnError              `yaml:"on_error" json:"on_error"`
-	Unfixed        Unfixed              `yaml:"unfixed" json:"unfixed"`
-	SeveritySource SeveritySource       `yaml:"severity_source" json:"severity_source"`
-	DB             NormalizedDB         `yaml:"db" json:"db"`
-	Whitelist      []NormalizedEntry    `yaml:"whitelist" json:"whitelist"`
-	Overrides      []NormalizedOverride `yaml:"overrides,omitempty" json:"overrides,omitempty"`
+	Threshold        Points               `yaml:"threshold" json:"threshold"`
+	Weights          NormalizedWeights    `yaml:"weights" json:"weights"`
+	Mode             Mode                 `yaml:"mode" json:"mode"`
+	Actions          []Action             `yaml:"actions" json:"actions"`
+	OnError          OnError              `yaml:"on_error" json:"on_error"`
+	Unfixed          Unfixed              `yaml:"unfixed" json:"unfixed"`
+	SeveritySource   SeveritySource       `yaml:"severity_source" json:"severity_source"`
+	DB               NormalizedDB         `yaml:"db" json:"db"`
+	Whitelist        []NormalizedEntry    `yaml:"whitelist" json:"whitelist"`
+	Overrides        []NormalizedOverride `yaml:"overrides,omitempty" json:"overrides,omitempty"`
+	AllowPluginAdmin bool                 `yaml:"allow_plugin_admin" json:"allow_plugin_admin"`
 }
 
 // NormalizedWeights lists the weights in severity order.
@@ -62,15 +63,16 @@ func weightsDoc(w Weights) NormalizedWeights {
 // Normalized returns the effective policy in its file shape.
 func (p *Policy) Normalized() NormalizedPolicy {
 	n := NormalizedPolicy{
-		Threshold:      p.Threshold,
-		Weights:        weightsDoc(p.Weights),
-		Mode:           p.Mode,
-		Actions:        append([]Action{}, p.Actions...),
-		OnError:        p.OnError,
-		Unfixed:        p.Unfixed,
-		SeveritySource: p.SeveritySource,
-		DB:             NormalizedDB{MaxAge: FormatDuration(p.DB.MaxAge)},
-		Whitelist:      []NormalizedEntry{},
+		Threshold:        p.Threshold,
+		Weights:          weightsDoc(p.Weights),
+		Mode:             p.Mode,
+		Actions:          append([]Action{}, p.Actions...),
+		OnError:          p.OnError,
+		Unfixed:          p.Unfixed,
+		SeveritySource:   p.SeveritySource,
+		DB:               NormalizedDB{MaxAge: FormatDuration(p.DB.MaxAge)},
+		Whitelist:        []NormalizedEntry{},
+		AllowPluginAdmin: p.AllowPluginAdmin,
 	}
 	for _, e := range p.Whitelist {
 		n.Whitelist = append(n.Whitelist, NormalizeEntry(e))

@@ -138,7 +138,7 @@ func contains(list []string, s string) bool {
 }
 
 func (p *parser) policy(n *yaml.Node, pol *Policy) {
-	keys := []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "db", "overrides"}
+	keys := []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "db", "overrides", "allow_plugin_admin"}
 	p.fields(n, "", keys, func(key string, v *yaml.Node, field string) {
 		switch key {
 		case "threshold":
@@ -169,6 +169,10 @@ func (p *parser) policy(n *yaml.Node, pol *Policy) {
 			})
 		case "overrides":
 			pol.Overrides = p.overrides(v, field)
+		case "allow_plugin_admin":
+			if b, ok := p.boolean(v, field); ok {
+				pol.AllowPluginAdmin = b
+			}
 		}
 	})
 }
@@ -201,6 +205,14 @@ func (p *parser) weights(n *yaml.Node, field string) map[Severity]Points {
 		}
 	})
 	return out
+}
+
+func (p *parser) boolean(n *yaml.Node, field string) (bool, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		p.fail(n, field, "must be true or false, got %s", kindName(n))
+		return false, false
+	}
+	return n.Value == "true" || n.Value == "True" || n.Value == "TRUE", true
 }
 
 func (p *parser) str(n *yaml.Node, field string) (string, bool) {

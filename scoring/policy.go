@@ -115,6 +115,10 @@ type Policy struct {
 	SeveritySource SeveritySource
 	DB             DBPolicy
 	Overrides      []Override
+	// AllowPluginAdmin lets the Docker API disable, remove, reconfigure or
+	// upgrade the divds plugin itself. Default false: a user of the docker
+	// CLI must not be able to switch the gate off.
+	AllowPluginAdmin bool
 }
 
 // DefaultThreshold is the design's θ.

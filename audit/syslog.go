@@ -1,0 +1,249 @@
+package audit
+
+import (
+	"encoding/json"
+
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Facilities by name (RFC 5424, section 6.2.1).
+var facilities = map[string]int{
+	"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+	"uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+	"local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+
+// SyslogOptions configure a Syslog auditor. Zero values take defaults.
+type SyslogOptions struct {
+	// Address is unixgram:///dev/log (the default), unix://PATH,
+	// udp://HOST:PORT or tcp://HOST:PORT.
+	Address string
+	// Facility by name; default authpriv.
+	Facility string
+	// AppName is the APP-NAME field; default divds-authz.
+	AppName string
+	// QueueSize bounds the records held while syslog is away; default 10000.
+	QueueSize int
+	// Log reports delivery problems and drops.
+	Log logrus.FieldLogger
+}
+
+// Syslog delivers records to syslog from a bounded queue: Record never
+// blocks; while syslog is down records wait and are retried, and only
+// what does not fit the queue is dropped, counted and logged.
+type Syslog struct {
+	opts     SyslogOptions
+	network  string
+	addr     string
+	facility int
+	host     string
+	queue    chan Record
+	dropped  atomic.Int64
+	sent     atomic.Int64
+	done     chan struct{}
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+// ParseAddress splits a syslog address into a network and an address.
+func ParseAddress(a string) (network, addr string, err error) {
+	if a == "" {
+		return "unixgram", "/dev/log", nil
+	}
+	u, err := url.Parse(a)
+	if err != nil {
+		return "", "", fmt.Errorf("syslog address %q: %w", a, err)
+	}
+	switch u.Scheme {
+	case "unixgram", "unix":
+		p := u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		if p == "" {
+			return "", "", fmt.Errorf("syslog address %q has no socket path", a)
+		}
+		return u.Scheme, p, nil
+	case "udp", "tcp":
+		if u.Host == "" {
+			return "", "", fmt.Errorf("syslog address %q has no host:port", a)
+		}
+		return u.Scheme, u.Host, nil
+	}
+	return "", "", fmt.Errorf("syslog address %q: want unixgram://, unix://, udp:// or tcp://", a)
+}
+
+// NewSyslog starts the delivery goroutine.
+func NewSyslog(opts SyslogOptions) (*Syslog, error) {
+	if opts.Facility == "" {
+		opts.Facility = "authpriv"
+	}
+	if opts.AppName == "" {
+		opts.AppName = "divds-authz"
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 10000
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.New()
+	}
+	fac, ok := facilities[opts.Facility]
+	if !ok {
+		return nil, fmt.Errorf("unknown syslog facility %q", opts.Facility)
+	}
+	network, addr, err := ParseAddress(opts.Address)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "-"
+	}
+	s := &Syslog{
+		opts: opts, network: network, addr: addr, facility: fac, host: host,
+		queue: make(chan Record, opts.QueueSize), done: make(chan struct{}), stop: make(chan struct{}),
+	}
+	go s.run()
+	return s, nil
+}
+
+// Record implements Auditor; it never blocks.
+func (s *Syslog) Record(r Record) {
+	select {
+	case s.queue <- r:
+	default:
+		n := s.dropped.Add(1)
+		s.opts.Log.WithField("dropped_total", n).Error("audit: syslog queue full; record dropped")
+	}
+}
+
+// Dropped counts records lost to a full queue.
+func (s *Syslog) Dropped() int64 { return s.dropped.Load() }
+
+// Sent counts records delivered.
+func (s *Syslog) Sent() int64 { return s.sent.Load() }
+
+// Close stops accepting records and delivers the queue, waiting at most
+// timeout (for SIGTERM: what is still queued then is reported lost).
+func (s *Syslog) Close(timeout time.Duration) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(timeout):
+		n := len(s.queue)
+		return fmt.Errorf("audit: %d records still queued for syslog at shutdown", n)
+	}
+}
+
+// Format renders a record as an RFC 5424 message: PRI VERSION TIMESTAMP
+// HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG, with the key
+// fields as structured data and the whole record as JSON in MSG.
+func (s *Syslog) Format(r Record) []byte {
+	sev := 6 // informational
+	if r.Decision == "deny" {
+		sev = 4 // warning
+	}
+	msg, _ := json.Marshal(r)
+	sd := fmt.Sprintf(`[divds@32473 action="%s" decision="%s" image="%s" image_id="%s" score="%s" threshold="%s" verdict="%s" mode="%s" request_id="%s"]`,
+		sdEscape(r.Action), sdEscape(r.Decision), sdEscape(r.Image), sdEscape(r.ImageID), sdEscape(r.Score),
+		sdEscape(r.Threshold), sdEscape(r.Verdict), sdEscape(r.Mode), sdEscape(r.RequestID))
+	return []byte(fmt.Sprintf("<%d>1 %s %s %s %d %s %s %s", s.facility*8+sev, r.Time.UTC().Format(time.RFC3339Nano),
+		s.host, s.opts.AppName, os.Getpid(), "decision", sd, msg))
+}
+
+// sdEscape escapes a structured-data parameter value (RFC 5424, 6.3.3).
+func sdEscape(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
+}
+
+func (s *Syslog) run() {
+	defer close(s.done)
+	var conn net.Conn
+	backoff := 100 * time.Millisecond
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	for {
+		var r Record
+		select {
+		case r = <-s.queue:
+		case <-s.stop:
+			// Deliver what is queued, then end.
+			select {
+			case r = <-s.queue:
+			default:
+				return
+			}
+		}
+		msg := s.Format(r)
+		for {
+			var err error
+			if conn == nil {
+				conn, err = net.DialTimeout(s.network, s.addr, 2*time.Second)
+			}
+			if err == nil {
+				err = s.write(conn, msg)
+			}
+			if err == nil {
+				s.sent.Add(1)
+				backoff = 100 * time.Millisecond
+				break
+			}
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
+			s.opts.Log.WithError(err).Warnf("audit: syslog %s://%s unreachable; %d records queued; retrying", s.network, s.addr, len(s.queue)+1)
+			select {
+			case <-time.After(backoff):
+			case <-s.stop:
+				// Keep retrying until Close's timeout gives up on us.
+				time.Sleep(backoff)
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+func (s *Syslog) write(conn net.Conn, msg []byte) error {
+	conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if s.network == "tcp" || s.network == "unix" {
+		// Octet counting (RFC 6587): the message may hold newlines.
+		_, err := fmt.Fprintf(conn, "%d %s", len(msg), msg)
+		return err
+	}
+	_, err := conn.Write(msg)
+	return err
+}
+
+// JSON writes each record as a JSON line (to stderr, for journald).
+type JSON struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// NewJSON returns a JSON-lines auditor writing to w.
+func NewJSON(w interface{ Write([]byte) (int, error) }) *JSON {
+	return &JSON{enc: json.NewEncoder(w)}
+}
+
+// Record implements Auditor.
+func (j *JSON) Record(r Record) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.enc.Encode(struct {
+		Audit Record `json:"audit"`
+	}{r})
+}

@@ -1,0 +1,103 @@
+// Package dockerd adapts the Docker client to what the gates and the
+// arrival scanner need of the daemon.
+package dockerd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/sirupsen/logrus"
+
+	"github.com/divds/divds/authz"
+)
+
+// Daemon implements authz.Daemon over a Docker client.
+type Daemon struct {
+	C *client.Client
+}
+
+var _ authz.Daemon = Daemon{}
+
+// Inspect implements authz.Daemon.
+func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error) {
+	insp, err := d.C.ImageInspect(ctx, ref)
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			return authz.ImageInfo{}, fmt.Errorf("%w: %s", authz.ErrNotFound, ref)
+		}
+		return authz.ImageInfo{}, err
+	}
+	return authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags}, nil
+}
+
+// Repo implements authz.Daemon.
+func (d Daemon) Repo(ctx context.Context, repo string) ([]authz.ImageInfo, error) {
+	list, err := d.C.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]authz.ImageInfo, 0, len(list))
+	for _, s := range list {
+		out = append(out, authz.ImageInfo{ID: s.ID, RepoTags: s.RepoTags})
+	}
+	return out, nil
+}
+
+// Untag implements authz.Daemon: a forced removal of one reference,
+// which deletes the image only when no other reference holds it.
+func (d Daemon) Untag(ctx context.Context, ref string) error {
+	_, err := d.C.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	if client.IsErrNotFound(err) {
+		return fmt.Errorf("%w: %s", authz.ErrNotFound, ref)
+	}
+	return err
+}
+
+// arrivalActions are the image events after which an image may be new.
+var arrivalActions = map[events.Action]bool{
+	events.ActionPull: true, events.ActionLoad: true, events.ActionImport: true,
+	events.ActionTag: true, events.ActionPush: true, events.ActionCreate: true,
+}
+
+// Follow calls arrived with the image ID of every image that may be new
+// (pulled, loaded, imported, tagged, pushed, or the result of a build,
+// which the daemon reports as a tag), until ctx ends. It reconnects when
+// the daemon restarts. arrived must not block for long.
+func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func(ctx context.Context, imageRef string)) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		msgs, errs := d.C.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType)))})
+		connected := time.Now()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-msgs:
+				if arrivalActions[m.Action] && m.Actor.ID != "" {
+					arrived(ctx, m.Actor.ID)
+				}
+			case err := <-errs:
+				if ctx.Err() != nil {
+					return
+				}
+				if time.Since(connected) > time.Minute {
+					backoff = time.Second
+				}
+				log.WithError(err).Warnf("docker events: disconnected; reconnecting in %s", backoff)
+				break loop
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}

@@ -1,0 +1,39 @@
+package authz
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the plugin's Prometheus metrics, on a registry of their
+// own (no global state).
+type Metrics struct {
+	Registry    *prometheus.Registry
+	decisions   *prometheus.CounterVec
+	scanSeconds prometheus.Histogram
+	cacheHits   prometheus.Counter
+	dbAge       prometheus.GaugeFunc
+}
+
+// NewMetrics registers the metrics. dbAge reports the database's age in
+// seconds (negative when there is none).
+func NewMetrics(dbAge func() float64) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "divds", Name: "decisions_total", Help: "Gate decisions by action and answer.",
+		}, []string{"action", "decision"}),
+		scanSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "divds", Name: "scan_duration_seconds", Help: "Time to scan and evaluate an image not in the verdict cache.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "divds", Name: "verdict_cache_hits_total", Help: "Decisions answered from the verdict cache.",
+		}),
+		dbAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "divds", Name: "database_age_seconds", Help: "Age of the oldest vulnerability data in use; -1 with no database.",
+		}, dbAge),
+	}
+	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.cacheHits, m.dbAge,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}

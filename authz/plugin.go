@@ -1,0 +1,477 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/go-plugins-helpers/authorization"
+	"github.com/sirupsen/logrus"
+
+	"github.com/divds/divds/audit"
+	"github.com/divds/divds/scoring"
+)
+
+// ErrNotFound is what a Daemon returns for an image it does not have.
+var ErrNotFound = errors.New("no such image")
+
+// ImageInfo is what the gates need of a local image.
+type ImageInfo struct {
+	ID       string
+	RepoTags []string
+}
+
+// Daemon is what the gates need of the Docker daemon. The plugin may
+// call back into the daemon from a handler: those calls go through the
+// plugin too, as "other" actions, and are allowed at once.
+type Daemon interface {
+	Inspect(ctx context.Context, ref string) (ImageInfo, error)
+	// Repo lists the local images tagged in a repository.
+	Repo(ctx context.Context, repo string) ([]ImageInfo, error)
+	// Untag removes one reference (forcing, as a pull's result must go);
+	// the image is deleted when nothing else holds it.
+	Untag(ctx context.Context, ref string) error
+}
+
+// Database reports the state of the vulnerability database.
+type Database interface {
+	// Revision is the current revision, or an error naming the cause and
+	// fix when there is no usable database (missing, or older than the
+	// policy's db.max_age).
+	Revision(pol *scoring.Policy) (uint64, error)
+}
+
+// Options wire a Plugin.
+type Options struct {
+	Daemon   Daemon
+	Verdicts *Verdicts
+	Database Database
+	Auditor  audit.Auditor
+	Metrics  *Metrics
+	Log      logrus.FieldLogger
+	// PolicyPath is named in deny messages, where findings are approved.
+	PolicyPath string
+	// PluginName is this plugin's name as the daemon knows it, for
+	// self-protection (its own disable, remove, set and upgrade).
+	PluginName string
+	// Timeout bounds one decision (scans included); default 2 minutes.
+	Timeout time.Duration
+}
+
+// Plugin implements authorization.Plugin.
+type Plugin struct {
+	opts   Options
+	policy atomic.Pointer[scoring.Policy]
+	seq    atomic.Uint64
+}
+
+var _ authorization.Plugin = (*Plugin)(nil)
+
+// New returns a plugin enforcing pol.
+func New(pol *scoring.Policy, opts Options) *Plugin {
+	if opts.Timeout == 0 {
+		opts.Timeout = 2 * time.Minute
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.New()
+	}
+	if opts.Auditor == nil {
+		opts.Auditor = audit.Multi{}
+	}
+	p := &Plugin{opts: opts}
+	p.policy.Store(pol)
+	return p
+}
+
+// SetPolicy swaps the policy in force; requests in flight finish under
+// the one they started with.
+func (p *Plugin) SetPolicy(pol *scoring.Policy) { p.policy.Store(pol) }
+
+// Policy returns the policy in force.
+func (p *Plugin) Policy() *scoring.Policy { return p.policy.Load() }
+
+// decision is one gate's answer with what the audit record needs.
+type decision struct {
+	allow   bool
+	msg     string
+	image   string
+	imageID string
+	verdict *Verdict
+	reason  string
+	err     error
+}
+
+func allow() decision { return decision{allow: true} }
+
+func (p *Plugin) respond(ctx context.Context, call *Call, phase string, start time.Time, d decision) authorization.Response {
+	pol := p.Policy()
+	rec := audit.Record{
+		Time: start.UTC(), RequestID: requestID(ctx), Action: string(call.Action), Image: d.image, ImageID: d.imageID,
+		Decision: "allow", Reason: d.reason, Policy: pol.Digest(), Duration: float64(time.Since(start).Microseconds()) / 1000, Phase: phase,
+		Mode: string(pol.Mode),
+	}
+	if !d.allow {
+		rec.Decision = "deny"
+	}
+	if d.err != nil {
+		rec.Error = d.err.Error()
+	}
+	if v := d.verdict; v != nil {
+		rec.Verdict, rec.Score, rec.Threshold, rec.Exceeded = string(v.Verdict), v.Score.String(), v.Threshold.String(), v.Exceeded
+		rec.Counts, rec.Approved, rec.Top, rec.Revision, rec.Sample = v.Counts.Unapproved, v.Approved, v.Top, v.Revision, v.Sample
+		rec.Mode = string(v.Mode)
+		if p.opts.Metrics != nil && v.Cached {
+			p.opts.Metrics.cacheHits.Inc()
+		}
+	}
+	p.opts.Auditor.Record(rec)
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.decisions.WithLabelValues(string(call.Action), rec.Decision).Inc()
+	}
+	if d.allow {
+		return authorization.Response{Allow: true}
+	}
+	return authorization.Response{Allow: false, Msg: d.msg}
+}
+
+type ctxKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// AuthZReq decides a request before the daemon acts on it: wherever
+// possible the decision is made here, since a deny in the response phase
+// cannot stop a streamed pull, push, load or build.
+func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1)))
+	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
+	if err != nil {
+		// Never echo the URI of /auth: the path alone is safe, the rest
+		// is not logged.
+		c := &Call{Action: ActOther}
+		return p.respond(ctx, c, "request", start, decision{msg: fmt.Sprintf("divds: request refused: %v", err), reason: "malformed", err: err})
+	}
+	pol := p.Policy()
+	var d decision
+	switch call.Action {
+	case ActPush:
+		if !pol.Gated(scoring.ActionPush) {
+			return authorization.Response{Allow: true}
+		}
+		d = p.gatePush(ctx, call, pol)
+	case ActPull:
+		if !pol.Gated(scoring.ActionPull) {
+			return authorization.Response{Allow: true}
+		}
+		d = p.gatePullBefore(ctx, call, pol)
+	case ActCreate:
+		if !pol.Gated(scoring.ActionRun) {
+			return authorization.Response{Allow: true}
+		}
+		d = p.gateCreate(ctx, call, pol)
+	case ActPluginAdmin:
+		d = p.gatePluginAdmin(call, pol)
+		if d.allow {
+			return authorization.Response{Allow: true}
+		}
+	default:
+		// Load, build, import, commit and tag bring images that the run
+		// gate checks before anything runs; auth, ping and the rest are
+		// not about images. None is audited, and /auth's body (which
+		// holds a password) is never read or logged.
+		return authorization.Response{Allow: true}
+	}
+	return p.respond(ctx, call, "request", start, d)
+}
+
+// AuthZRes sees the daemon's answer. Only a pull is acted on: its image
+// is scanned, and removed if it fails.
+func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
+	start := time.Now()
+	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
+	if err != nil || call.Action != ActPull || req.ResponseStatusCode != 200 {
+		return authorization.Response{Allow: true}
+	}
+	pol := p.Policy()
+	if !pol.Gated(scoring.ActionPull) {
+		return authorization.Response{Allow: true}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1)))
+	return p.respond(ctx, call, "response", start, p.gatePullAfter(ctx, call, pol))
+}
+
+// verdictFor scans (or recalls) an image and turns errors into the
+// policy's on_error answer.
+func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *scoring.Policy) decision {
+	d := decision{image: ref, imageID: id}
+	rev, err := p.opts.Database.Revision(pol)
+	if err == nil {
+		var v *Verdict
+		start := time.Now()
+		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, []string{ref})
+		if err == nil {
+			if p.opts.Metrics != nil && !v.Cached {
+				p.opts.Metrics.scanSeconds.Observe(time.Since(start).Seconds())
+			}
+			d.verdict = v
+			d.allow = v.Verdict != scoring.Deny
+			if !d.allow {
+				d.reason = "score"
+				d.msg = fmt.Sprintf("%s of %s denied: %s. Approve findings in %s; details: divds-authz scan %s",
+					action, ref, v.Summary, p.opts.PolicyPath, ref)
+			}
+			return d
+		}
+	}
+	d.err = err
+	d.reason = "error"
+	if pol.OnError == scoring.OnErrorAllow {
+		d.allow = true
+		p.opts.Log.WithError(err).Warnf("%s of %s allowed without a verdict (on_error: allow)", action, ref)
+		return d
+	}
+	d.msg = fmt.Sprintf("%s of %s denied: no verdict could be computed: %v. Fix the cause, or set on_error: allow in %s", action, ref, err, p.opts.PolicyPath)
+	return d
+}
+
+func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	name := call.Name
+	tag := call.Query.Get("tag")
+	var images []ImageInfo
+	ref := name
+	if tag != "" {
+		ref = joinTag(name, tag)
+		info, err := p.opts.Daemon.Inspect(ctx, ref)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return allow() // the daemon will answer "no such image"
+		case err != nil:
+			return p.daemonError(ctx, "push", ref, pol, err)
+		}
+		images = []ImageInfo{info}
+	} else {
+		// No tag: the daemon pushes every tag of the repository.
+		infos, err := p.opts.Daemon.Repo(ctx, name)
+		if err != nil {
+			return p.daemonError(ctx, "push", ref, pol, err)
+		}
+		images = infos
+	}
+	var last decision = allow()
+	for _, img := range images {
+		d := p.verdictFor(ctx, "push", displayRef(ref, img), img.ID, pol)
+		if !d.allow {
+			return d
+		}
+		last = d
+	}
+	return last
+}
+
+func (p *Plugin) daemonError(ctx context.Context, action, ref string, pol *scoring.Policy, err error) decision {
+	d := decision{image: ref, err: err, reason: "error"}
+	if pol.OnError == scoring.OnErrorAllow {
+		d.allow = true
+		return d
+	}
+	d.msg = fmt.Sprintf("%s of %s denied: the Docker daemon could not be asked about the image: %v. Check the plugin's --docker-host, or set on_error: allow in %s", action, ref, err, p.opts.PolicyPath)
+	return d
+}
+
+func displayRef(ref string, img ImageInfo) string {
+	if strings.Contains(ref, ":") || len(img.RepoTags) == 0 {
+		return ref
+	}
+	for _, t := range img.RepoTags {
+		if strings.HasPrefix(t, ref+":") {
+			return t
+		}
+	}
+	return ref
+}
+
+func joinTag(name, tag string) string {
+	if strings.HasPrefix(tag, "sha256:") {
+		return name + "@" + tag
+	}
+	return name + ":" + tag
+}
+
+// gatePullBefore denies a pull that is known to fail: its reference was
+// quarantined after an earlier pull, or the image it names locally is
+// denied. Anything else is decided after the pull.
+func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	ref := call.PullRef()
+	norm := normalize(ref)
+	if q, ok := p.opts.Verdicts.QuarantinedRef(norm); ok {
+		d := p.recheckQuarantine(ctx, "pull", ref, q, pol)
+		if !d.allow {
+			return d
+		}
+	}
+	info, err := p.opts.Daemon.Inspect(ctx, ref)
+	if err != nil {
+		return decision{allow: true, image: ref, reason: "decided after the pull"}
+	}
+	return p.verdictFor(ctx, "pull", ref, info.ID, pol)
+}
+
+// recheckQuarantine keeps a quarantine while the image still fails
+// under the current policy and database; an admin who approves its
+// findings lifts it with a policy reload.
+func (p *Plugin) recheckQuarantine(ctx context.Context, action, ref string, q *Quarantined, pol *scoring.Policy) decision {
+	d := p.verdictFor(ctx, action, ref, q.ImageID, pol)
+	if d.allow && d.err == nil {
+		p.opts.Verdicts.Release(q.ImageID)
+		return d
+	}
+	if d.err != nil && pol.OnError == scoring.OnErrorAllow {
+		return d
+	}
+	if d.verdict == nil {
+		d.msg = fmt.Sprintf("%s of %s denied: the image was quarantined after a pull (%s) and cannot be re-evaluated now: %v", action, ref, q.Summary, d.err)
+	}
+	d.allow = false
+	d.reason = "quarantined"
+	return d
+}
+
+// gatePullAfter scans what a pull brought. A failing image loses the
+// references the pull gave it (so it is gone when nothing else holds
+// it), is quarantined, and the pull is answered with a deny. The docker
+// CLI still reports success for a streamed pull; the run gate is what
+// keeps the image from running.
+func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	ref := call.PullRef()
+	var images []ImageInfo
+	if call.Query.Get("tag") == "" && !strings.ContainsAny(refTail(ref), ":@") {
+		// A pull of a bare repository name: every tag it brought.
+		infos, err := p.opts.Daemon.Repo(ctx, ref)
+		if err != nil {
+			return p.daemonError(ctx, "pull", ref, pol, err)
+		}
+		images = infos
+	} else {
+		info, err := p.opts.Daemon.Inspect(ctx, ref)
+		if err != nil {
+			return p.daemonError(ctx, "pull", ref, pol, err)
+		}
+		images = []ImageInfo{info}
+	}
+	result := allow()
+	for _, img := range images {
+		shown := displayRef(ref, img)
+		d := p.verdictFor(ctx, "pull", shown, img.ID, pol)
+		if d.allow {
+			if result.verdict == nil {
+				result = d
+			}
+			continue
+		}
+		refs := []string{shown}
+		if len(images) > 1 {
+			refs = reposTags(img, ref)
+		}
+		var untagErrs []string
+		for _, r := range refs {
+			if err := p.opts.Daemon.Untag(ctx, r); err != nil && !errors.Is(err, ErrNotFound) {
+				untagErrs = append(untagErrs, fmt.Sprintf("%s: %v", r, err))
+			}
+		}
+		var normRefs []string
+		for _, r := range refs {
+			normRefs = append(normRefs, normalize(r))
+		}
+		summary := "image denied"
+		if d.verdict != nil {
+			summary = d.verdict.Summary
+		}
+		if err := p.opts.Verdicts.Quarantine(Quarantined{ImageID: img.ID, Refs: normRefs, Summary: summary, At: time.Now().UTC()}); err != nil {
+			p.opts.Log.WithError(err).Error("quarantine write failed")
+		}
+		d.reason = "removed after pull"
+		if len(untagErrs) > 0 {
+			d.reason = "quarantined; removal failed: " + strings.Join(untagErrs, "; ")
+		}
+		d.msg += ". The pulled image was removed and quarantined"
+		result = d
+	}
+	return result
+}
+
+func refTail(ref string) string {
+	if i := strings.LastIndex(ref, "/"); i >= 0 {
+		return ref[i+1:]
+	}
+	return ref
+}
+
+// reposTags lists an image's tags in the repository repo.
+func reposTags(img ImageInfo, repo string) []string {
+	var out []string
+	n := normalize(repo)
+	for _, t := range img.RepoTags {
+		if strings.HasPrefix(normalize(t), n+":") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// normalize gives a reference's full form (docker.io/library/alpine:3.10)
+// so that quarantine matches however a name is written.
+func normalize(ref string) string {
+	n, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return reference.TagNameOnly(n).String()
+}
+
+func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	ref := call.Image
+	info, err := p.opts.Daemon.Inspect(ctx, ref)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// The daemon answers 404 and the CLI pulls, through the pull gate.
+		return decision{allow: true, image: ref, reason: "image not present"}
+	case err != nil:
+		return p.daemonError(ctx, "run", ref, pol, err)
+	}
+	if q, ok := p.opts.Verdicts.Quarantined(info.ID); ok {
+		return p.recheckQuarantine(ctx, "run", ref, q, pol)
+	}
+	return p.verdictFor(ctx, "run", ref, info.ID, pol)
+}
+
+// gatePluginAdmin refuses disabling, removing, reconfiguring or
+// upgrading this plugin through the API, unless the policy allows it:
+// a user of the docker CLI must not be able to switch the gate off.
+func (p *Plugin) gatePluginAdmin(call *Call, pol *scoring.Policy) decision {
+	if p.opts.PluginName == "" || !samePlugin(call.Name, p.opts.PluginName) || pol.AllowPluginAdmin {
+		return allow()
+	}
+	return decision{
+		image:  call.Name,
+		reason: "self-protection",
+		msg: fmt.Sprintf("divds: %s %s on the divds plugin itself is refused; set allow_plugin_admin: true in %s and reload to allow it",
+			call.Method, call.Path, p.opts.PolicyPath),
+	}
+}
+
+// samePlugin compares plugin names with and without the :latest tag.
+func samePlugin(a, b string) bool {
+	trim := func(s string) string { return strings.TrimSuffix(strings.TrimSuffix(s, "/"), ":latest") }
+	return trim(a) == trim(b)
+}

@@ -1,0 +1,311 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/divds/divds/report"
+	"github.com/divds/divds/scoring"
+)
+
+// VerdictsFile is the verdict cache and quarantine in the state directory.
+const VerdictsFile = "verdicts.db"
+
+var (
+	bucketReports    = []byte("reports")    // imageID|revision -> trimmed report
+	bucketVerdicts   = []byte("verdicts")   // imageID|revision|policy digest -> Verdict
+	bucketQuarantine = []byte("quarantine") // imageID -> Quarantined
+)
+
+// ScanFunc scans an image by ID against the database of the given
+// revision; the caller's wiring picks the source and the store.
+type ScanFunc func(ctx context.Context, imageID string) (*report.Report, uint64, error)
+
+// Verdict is a decision about one image under one database revision and
+// one policy, cached and persisted.
+type Verdict struct {
+	ImageID      string          `json:"image_id"`
+	Revision     uint64          `json:"revision"`
+	PolicyDigest string          `json:"policy_digest"`
+	Verdict      scoring.Verdict `json:"verdict"`
+	Exceeded     bool            `json:"exceeded"`
+	Mode         scoring.Mode    `json:"mode"`
+	Score        scoring.Points  `json:"score"`
+	Threshold    scoring.Points  `json:"threshold"`
+	Summary      string          `json:"summary"`
+	Counts       report.Counts   `json:"counts"`
+	Approved     int             `json:"approved"`
+	Top          []string        `json:"top,omitempty"`
+	Sample       bool            `json:"sample,omitempty"`
+	At           time.Time       `json:"at"`
+	// Cached is set when the verdict came from the cache.
+	Cached bool `json:"-"`
+}
+
+// Quarantined is an image that failed after a pull.
+type Quarantined struct {
+	ImageID string    `json:"image_id"`
+	Refs    []string  `json:"refs"`
+	Summary string    `json:"summary"`
+	At      time.Time `json:"at"`
+}
+
+// Verdicts computes verdicts: each image is scanned once per database
+// revision (concurrent requests share one scan), each report is
+// evaluated once per policy, and both persist across restarts so that a
+// restarted plugin answers the run gate from the cache.
+type Verdicts struct {
+	db   *bolt.DB
+	scan ScanFunc
+	now  func() time.Time
+
+	group singleflight.Group
+	mu    sync.RWMutex
+	mem   map[string]*Verdict // by verdict key
+}
+
+// OpenVerdicts opens (creating) the verdict store in stateDir.
+func OpenVerdicts(stateDir string, scan ScanFunc) (*Verdicts, error) {
+	p := filepath.Join(stateDir, VerdictsFile)
+	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("open verdict store %s: %w (is another divds-authz serve running?)", p, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketReports, bucketVerdicts, bucketQuarantine} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open verdict store %s: %w", p, err)
+	}
+	return &Verdicts{db: db, scan: scan, now: time.Now, mem: map[string]*Verdict{}}, nil
+}
+
+// Close closes the store.
+func (v *Verdicts) Close() error { return v.db.Close() }
+
+func reportKey(id string, rev uint64) string { return fmt.Sprintf("%s|%d", id, rev) }
+func verdictKey(id string, rev uint64, digest string) string {
+	return fmt.Sprintf("%s|%d|%s", id, rev, digest)
+}
+
+// Cached returns the cached verdict, without scanning.
+func (v *Verdicts) Cached(id string, rev uint64, pol *scoring.Policy) *Verdict {
+	key := verdictKey(id, rev, pol.Digest())
+	v.mu.RLock()
+	vd := v.mem[key]
+	v.mu.RUnlock()
+	if vd != nil {
+		c := *vd
+		c.Cached = true
+		return &c
+	}
+	var stored Verdict
+	if v.get(bucketVerdicts, key, &stored) {
+		v.mu.Lock()
+		v.mem[key] = &stored
+		v.mu.Unlock()
+		c := stored
+		c.Cached = true
+		return &c
+	}
+	return nil
+}
+
+// Get returns the verdict for an image under the current database
+// revision and policy, scanning it if no report of this revision exists.
+// refs are the names the request used, for whitelist and override
+// matching beside the image's own names.
+func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.Policy, refs []string) (*Verdict, error) {
+	// Request names take part in the evaluation only when the policy
+	// looks at names; otherwise one cached verdict serves every name.
+	cacheable := len(refs) == 0 || !dependsOnRefs(pol)
+	if cacheable {
+		if vd := v.Cached(id, rev, pol); vd != nil {
+			return vd, nil
+		}
+	}
+	rep, err := v.report(ctx, id, rev)
+	if err != nil {
+		return nil, err
+	}
+	r := *rep
+	r.Image.Names = append(append([]string{}, rep.Image.Names...), refs...)
+	now := v.now()
+	res := r.Evaluate(pol, now)
+	vd := &Verdict{
+		ImageID: id, Revision: rev, PolicyDigest: pol.Digest(), Verdict: res.Verdict, Exceeded: res.Exceeded,
+		Mode: res.Mode, Score: res.Score, Threshold: res.Threshold, Summary: res.Summary(),
+		Counts: r.Evaluation.Counts, Approved: res.Counts.ApprovedTotal(), Sample: rep.Database.Sample, At: now.UTC(),
+	}
+	for _, f := range res.Findings {
+		if len(vd.Top) == 5 {
+			break
+		}
+		if !f.Approved && f.Ignored == "" && f.Weight > 0 {
+			vd.Top = append(vd.Top, fmt.Sprintf("%s %s %s (%s)", f.ID, f.Package, f.Version, f.Counted))
+		}
+	}
+	key := verdictKey(id, rev, vd.PolicyDigest)
+	if cacheable {
+		v.mu.Lock()
+		v.mem[key] = vd
+		v.mu.Unlock()
+		v.put(bucketVerdicts, key, vd)
+	}
+	return vd, nil
+}
+
+// dependsOnRefs reports whether a policy looks at image names at all.
+func dependsOnRefs(p *scoring.Policy) bool {
+	if len(p.Overrides) > 0 {
+		return true
+	}
+	for _, e := range p.Whitelist {
+		if len(e.Images) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// report returns the image's scan report for revision rev, scanning once
+// for all concurrent callers.
+func (v *Verdicts) report(ctx context.Context, id string, rev uint64) (*report.Report, error) {
+	key := reportKey(id, rev)
+	var rep report.Report
+	if v.get(bucketReports, key, &rep) {
+		return &rep, nil
+	}
+	// The scan outlives one caller's cancellation: others may wait on it.
+	ch := v.group.DoChan(key, func() (any, error) {
+		r, gotRev, err := v.scan(context.WithoutCancel(ctx), id)
+		if err != nil {
+			return nil, err
+		}
+		trimmed := trim(r)
+		if gotRev == rev {
+			v.put(bucketReports, key, trimmed)
+		}
+		return trimmed, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*report.Report), nil
+	}
+}
+
+// trim drops what verdicts never need, to keep the store small.
+func trim(r *report.Report) *report.Report {
+	c := *r
+	c.Packages = nil
+	c.Findings = make([]report.Finding, len(r.Findings))
+	for i, f := range r.Findings {
+		f.Description, f.Links = "", nil
+		c.Findings[i] = f
+	}
+	return &c
+}
+
+// Scanned reports whether an image has a report for revision rev.
+func (v *Verdicts) Scanned(id string, rev uint64) bool {
+	found := false
+	v.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketReports).Get([]byte(reportKey(id, rev))) != nil
+		return nil
+	})
+	return found
+}
+
+// Quarantine records an image that failed after a pull.
+func (v *Verdicts) Quarantine(q Quarantined) error {
+	var old Quarantined
+	if v.get(bucketQuarantine, q.ImageID, &old) {
+		q.Refs = appendNew(old.Refs, q.Refs...)
+	}
+	return v.put(bucketQuarantine, q.ImageID, q)
+}
+
+// Release lifts a quarantine.
+func (v *Verdicts) Release(id string) error {
+	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketQuarantine).Delete([]byte(id)) })
+}
+
+// Quarantined returns an image's quarantine record.
+func (v *Verdicts) Quarantined(id string) (*Quarantined, bool) {
+	var q Quarantined
+	if !v.get(bucketQuarantine, id, &q) {
+		return nil, false
+	}
+	return &q, true
+}
+
+// QuarantinedRef finds a quarantine by one of the references it was
+// pulled as.
+func (v *Verdicts) QuarantinedRef(ref string) (*Quarantined, bool) {
+	var found *Quarantined
+	v.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketQuarantine).ForEach(func(_, raw []byte) error {
+			var q Quarantined
+			if json.Unmarshal(raw, &q) == nil {
+				for _, r := range q.Refs {
+					if r == ref {
+						found = &q
+						return errStop
+					}
+				}
+			}
+			return nil
+		})
+	})
+	return found, found != nil
+}
+
+var errStop = errors.New("stop")
+
+func appendNew(list []string, more ...string) []string {
+	for _, m := range more {
+		if !contains(list, m) {
+			list = append(list, m)
+		}
+	}
+	return list
+}
+
+func (v *Verdicts) get(bucket []byte, key string, out any) bool {
+	found := false
+	v.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucket).Get([]byte(key))
+		if raw != nil && json.Unmarshal(raw, out) == nil {
+			found = true
+		}
+		return nil
+	})
+	return found
+}
+
+func (v *Verdicts) put(bucket []byte, key string, val any) error {
+	raw, err := json.Marshal(val)
+	if err != nil {
+		return err
+	}
+	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), raw) })
+}

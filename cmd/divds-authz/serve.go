@@ -1,0 +1,421 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/authorization"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/divds/divds/audit"
+	"github.com/divds/divds/authz"
+	"github.com/divds/divds/authz/dockerd"
+	"github.com/divds/divds/report"
+	"github.com/divds/divds/scanner"
+	"github.com/divds/divds/scanner/cache"
+	"github.com/divds/divds/scanner/sample"
+	"github.com/divds/divds/scanner/source"
+	"github.com/divds/divds/scanner/updater"
+	"github.com/divds/divds/scanner/vulnstore"
+	"github.com/divds/divds/scoring"
+)
+
+type serveFlags struct {
+	socket         string
+	dockerHost     string
+	noUpdate       bool
+	metricsAddr    string
+	syslogAddr     string
+	syslogFacility string
+	pluginName     string
+	updateInterval time.Duration
+	mirror         string
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Docker authorization plugin",
+		Long: `Run the DIVDS authorization plugin. Configure dockerd with
+--authorization-plugin=divds (or "authorization-plugins": ["divds"] in
+/etc/docker/daemon.json). The plugin gates docker pull, push and container
+creation with the policy, removes pulled images that fail, and writes every
+decision to syslog. It loads the policy and opens the database once; it
+reloads the policy on SIGHUP or when the file changes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.socket, "socket", "/run/docker/plugins/divds.sock", "the plugin's unix socket (ignored under systemd socket activation)")
+	fl.StringVar(&f.dockerHost, "docker-host", "", "the Docker daemon the plugin inspects images through (default: $DOCKER_HOST or the local socket)")
+	fl.BoolVar(&f.noUpdate, "no-update", false, "do not run the background database updater")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9323)")
+	fl.StringVar(&f.syslogAddr, "syslog", "unixgram:///dev/log", "where audit records go: unixgram://PATH, unix://PATH, udp://HOST:PORT or tcp://HOST:PORT")
+	fl.StringVar(&f.syslogFacility, "syslog-facility", "authpriv", "syslog facility of audit records")
+	fl.StringVar(&f.pluginName, "plugin-name", "divds", "the plugin's name as the daemon knows it (self-protection)")
+	fl.DurationVar(&f.updateInterval, "update-interval", 6*time.Hour, "time between background database updates")
+	fl.StringVar(&f.mirror, "mirror", "", "background updates read this offline mirror instead of the network")
+	return cmd
+}
+
+// dbState adapts the database handle to the gates' freshness rule.
+type dbState struct {
+	h *vulnstore.Handle
+
+	mu     sync.Mutex
+	rev    uint64
+	oldest time.Time
+}
+
+func (d *dbState) Revision(pol *scoring.Policy) (uint64, error) {
+	meta, ok := d.h.Meta()
+	if !ok {
+		return 0, fmt.Errorf("%w at the state directory: run `divds-authz db update`", errNoDatabase)
+	}
+	oldest, err := d.oldestFor(meta.Revision)
+	if err != nil {
+		return 0, err
+	}
+	if age := time.Since(oldest); !oldest.IsZero() && age > pol.DB.MaxAge {
+		return 0, fmt.Errorf("the vulnerability database is %s old, older than db.max_age %s: run `divds-authz db update` (and check the updater's log)",
+			age.Round(time.Minute), scoring.FormatDuration(pol.DB.MaxAge))
+	}
+	return meta.Revision, nil
+}
+
+func (d *dbState) oldestFor(rev uint64) (time.Time, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rev == rev && !d.oldest.IsZero() {
+		return d.oldest, nil
+	}
+	s, release, err := d.h.Acquire()
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer release()
+	oldest, err := s.OldestUpdate()
+	if err != nil {
+		return time.Time{}, err
+	}
+	d.rev, d.oldest = s.Revision(), oldest
+	return oldest, nil
+}
+
+func (d *dbState) age() float64 {
+	meta, ok := d.h.Meta()
+	if !ok {
+		return -1
+	}
+	o, err := d.oldestFor(meta.Revision)
+	if err != nil || o.IsZero() {
+		return -1
+	}
+	return time.Since(o).Seconds()
+}
+
+func (a *app) serve(ctx context.Context, f serveFlags) error {
+	log := a.log
+	pol, err := a.loadPolicy()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	handle, err := vulnstore.NewHandle(vulnstore.Path(a.stateDir))
+	if err != nil {
+		return err
+	}
+	defer handle.Close()
+	db := &dbState{h: handle}
+
+	dc, err := dockerClient(f.dockerHost)
+	if err != nil {
+		return err
+	}
+	defer dc.Close()
+	daemon := dockerd.Daemon{C: dc}
+
+	scanCache, err := cache.Open(a.stateDir, 5*time.Second, log)
+	if err != nil {
+		return err
+	}
+	defer scanCache.Close()
+	sc := scanner.New(scanner.Options{Cache: scanCache})
+	scan := func(ctx context.Context, id string) (*report.Report, uint64, error) {
+		s, release, err := handle.Acquire()
+		if err != nil {
+			return nil, 0, err
+		}
+		defer release()
+		rep, st, err := sc.Scan(ctx, source.Docker{Client: dc, Ref: id}, s)
+		if err != nil {
+			return nil, 0, err
+		}
+		log.WithFields(logrus.Fields{"image": id, "layers_read": st.LayersRead, "layers_cached": st.LayersCached,
+			"read": st.Read, "index": st.Index, "match": st.Match}).Debug("scanned")
+		for _, w := range rep.Warnings {
+			log.WithField("image", id).Warn(w)
+		}
+		return rep, s.Revision(), nil
+	}
+	verdicts, err := authz.OpenVerdicts(a.stateDir, scan)
+	if err != nil {
+		return err
+	}
+	defer verdicts.Close()
+
+	sys, err := audit.NewSyslog(audit.SyslogOptions{Address: f.syslogAddr, Facility: f.syslogFacility, Log: log})
+	if err != nil {
+		return err
+	}
+	auditor := audit.Multi{sys, audit.NewJSON(a.stderr)}
+	metrics := authz.NewMetrics(db.age)
+	plugin := authz.New(pol, authz.Options{
+		Daemon: daemon, Verdicts: verdicts, Database: db, Auditor: auditor, Metrics: metrics, Log: log,
+		PolicyPath: a.policyPath, PluginName: f.pluginName,
+	})
+
+	l, activated, err := listen(f.socket)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	h := authorization.NewHandler(plugin)
+	go func() {
+		if err := h.Serve(l); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+			log.WithError(err).Error("plugin socket closed")
+			cancel()
+		}
+	}()
+	where := f.socket
+	if activated {
+		where = "the socket systemd passed"
+	}
+	log.WithFields(logrus.Fields{"policy": a.policyPath, "policy_digest": pol.Digest(), "state_dir": a.stateDir}).Infof("divds-authz %s serving on %s", version, where)
+
+	if f.metricsAddr != "" {
+		srv := &http.Server{Addr: f.metricsAddr, Handler: a.metricsMux(metrics, plugin, db), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.WithError(err).Error("metrics server")
+			}
+		}()
+		defer srv.Close()
+	}
+	if !f.noUpdate {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.backgroundUpdates(ctx, handle, f)
+		}()
+	} else if _, ok := handle.Meta(); !ok {
+		log.Warn("no vulnerability database and --no-update: every gated action follows on_error until `divds-authz db update` runs")
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.arrivals(ctx, daemon, verdicts, db, plugin)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.watchPolicy(ctx, plugin, auditor)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// A database swapped in by `db update` from the CLI is picked up too.
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if changed, err := handle.Reload(); changed {
+					m, _ := handle.Meta()
+					log.WithField("revision", m.Revision).Info("vulnerability database changed; verdicts will be recomputed")
+				} else if err != nil && !errors.Is(err, vulnstore.ErrNotExist) {
+					log.WithError(err).Warn("vulnerability database reload failed; the previous one stays in use")
+				}
+			}
+		}
+	}()
+	sdNotify("READY=1\nSTATUS=serving")
+
+	<-ctx.Done()
+	sdNotify("STOPPING=1")
+	log.Info("shutting down: flushing the audit queue")
+	l.Close()
+	if !activated {
+		os.Remove(f.socket)
+	}
+	if err := sys.Close(10 * time.Second); err != nil {
+		log.WithError(err).Error("audit records lost at shutdown")
+	}
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+func (a *app) metricsMux(m *authz.Metrics, p *authz.Plugin, db *dbState) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if _, err := db.Revision(p.Policy()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// backgroundUpdates keeps the database fresh. With no database at all
+// it updates at once and, if every updater fails (no network), installs
+// the shipped sample so the gates have data, labelled as sample.
+func (a *app) backgroundUpdates(ctx context.Context, h *vulnstore.Handle, f serveFlags) {
+	log := a.log.WithField("component", "updater")
+	_, have := h.Meta()
+	update := func(ctx context.Context) error {
+		opts := updater.Options{}
+		if f.mirror != "" {
+			root := os.DirFS(f.mirror)
+			opts.Client = mirrorClient(root)
+		}
+		b, err := vulnstore.Begin(ctx, a.stateDir, vulnstore.BuildOptions{})
+		if err != nil {
+			return err
+		}
+		defer b.Abort()
+		sum, err := updater.Run(ctx, b, opts)
+		if err != nil {
+			return err
+		}
+		if sum.AllFailed() {
+			b.Abort()
+			if _, ok := h.Meta(); !ok {
+				log.Warn("every updater failed and there is no database: installing the shipped SAMPLE database; real data follows when the network is back")
+				if _, _, err := sample.Build(ctx, a.stateDir); err != nil {
+					return err
+				}
+				h.Reload()
+			}
+			return fmt.Errorf("every updater failed")
+		}
+		meta, err := b.Commit(ctx)
+		if err != nil {
+			return err
+		}
+		h.Reload()
+		log.WithFields(logrus.Fields{"revision": meta.Revision, "failed": sum.Failed()}).Info("vulnerability database updated")
+		return nil
+	}
+	updater.Background(ctx, updater.BackgroundOptions{
+		Interval: f.updateInterval, Initial: !have, Update: update,
+		OnError: func(err error, retry time.Duration) {
+			log.WithError(err).Warnf("database update failed; retrying in %s", retry.Round(time.Second))
+		},
+	})
+}
+
+// arrivals scans images as they arrive, one at a time, so that the gates
+// answer from the cache.
+func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin) {
+	queue := make(chan string, 256)
+	go d.Follow(ctx, a.log, func(_ context.Context, ref string) {
+		select {
+		case queue <- ref:
+		default: // a burst: the gates scan on demand anyway
+		}
+	})
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ref := <-queue:
+			pol := p.Policy()
+			rev, err := db.Revision(pol)
+			if err != nil {
+				continue
+			}
+			info, err := d.Inspect(ctx, ref)
+			if err != nil {
+				continue
+			}
+			if _, err := v.Get(ctx, info.ID, rev, pol, nil); err != nil {
+				a.log.WithError(err).WithField("image", ref).Warn("arrival scan failed")
+			}
+		}
+	}
+}
+
+// watchPolicy reloads the policy on SIGHUP and when the file changes. An
+// invalid policy is refused: the one in force stays, and the refusal is
+// logged and audited.
+func (a *app) watchPolicy(ctx context.Context, p *authz.Plugin, auditor audit.Auditor) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	stamp := func() string {
+		st, err := os.Stat(a.policyPath)
+		if err != nil {
+			return "missing"
+		}
+		return fmt.Sprintf("%d/%d/%v", st.Size(), st.ModTime().UnixNano(), st.Sys())
+	}
+	last := stamp()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	reload := func(why string) {
+		pol, err := readPolicy(a.policyPath)
+		if errors.Is(err, fs.ErrNotExist) && !a.root.PersistentFlags().Changed("policy") {
+			pol, err = scoring.Default(), nil
+		}
+		rec := audit.Record{Time: time.Now().UTC(), Action: "policy-reload", Reason: why, Phase: "reload"}
+		if err != nil {
+			a.log.WithError(err).Errorf("policy reload (%s) refused; the policy in force stays (digest %s)", why, p.Policy().Digest())
+			rec.Decision, rec.Error, rec.Policy = "refused", err.Error(), p.Policy().Digest()
+			auditor.Record(rec)
+			return
+		}
+		if pol.Digest() == p.Policy().Digest() {
+			return
+		}
+		p.SetPolicy(pol)
+		rec.Decision, rec.Policy = "reloaded", pol.Digest()
+		auditor.Record(rec)
+		a.log.WithField("policy_digest", pol.Digest()).Infof("policy reloaded (%s)", why)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			last = stamp()
+			reload("SIGHUP")
+		case <-t.C:
+			if s := stamp(); s != last {
+				last = s
+				reload("file changed")
+			}
+		}
+	}
+}
