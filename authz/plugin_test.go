@@ -1,0 +1,243 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/authorization"
+
+	"github.com/divds/divds/audit"
+	"github.com/divds/divds/report"
+	"github.com/divds/divds/scoring"
+)
+
+type fakeDaemon struct {
+	mu      sync.Mutex
+	images  map[string]ImageInfo // ref -> image
+	untags  []string
+	failing error
+}
+
+func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failing != nil {
+		return ImageInfo{}, d.failing
+	}
+	if i, ok := d.images[ref]; ok {
+		return i, nil
+	}
+	return ImageInfo{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
+}
+
+func (d *fakeDaemon) Repo(_ context.Context, repo string) ([]ImageInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []ImageInfo
+	for ref, i := range d.images {
+		if strings.HasPrefix(ref, repo+":") {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+func (d *fakeDaemon) Untag(_ context.Context, ref string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.untags = append(d.untags, ref)
+	delete(d.images, ref)
+	return nil
+}
+
+type fakeDB struct{ err error }
+
+func (f fakeDB) Revision(*scoring.Policy) (uint64, error) { return 7, f.err }
+
+type recorder struct {
+	mu   sync.Mutex
+	recs []audit.Record
+}
+
+func (r *recorder) Record(rec audit.Record) {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
+}
+
+// reports: image ID -> findings of that severity count
+func newPlugin(t *testing.T, pol *scoring.Policy, d *fakeDaemon, db Database, scans *atomic.Int32) (*Plugin, *recorder) {
+	t.Helper()
+	scan := func(_ context.Context, id string) (*report.Report, uint64, error) {
+		scans.Add(1)
+		time.Sleep(20 * time.Millisecond) // let concurrent callers pile up
+		rep := &report.Report{SchemaVersion: 1, Image: report.Image{ID: id}}
+		if strings.Contains(id, "vuln") {
+			for i := 0; i < 30; i++ {
+				rep.Findings = append(rep.Findings, report.Finding{ID: fmt.Sprintf("CVE-2019-%04d", i), Package: "openssl", Version: "1", FixedIn: "2", Severity: "high"})
+			}
+		}
+		return rep, 7, nil
+	}
+	v, err := OpenVerdicts(t.TempDir(), scan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	rec := &recorder{}
+	return New(pol, Options{Daemon: d, Verdicts: v, Database: db, Auditor: rec, PolicyPath: "/etc/divds/policy.yaml", PluginName: "divds:latest"}), rec
+}
+
+func images() *fakeDaemon {
+	return &fakeDaemon{images: map[string]ImageInfo{
+		"app:vuln": {ID: "sha256:vuln", RepoTags: []string{"app:vuln"}},
+		"app:ok":   {ID: "sha256:ok", RepoTags: []string{"app:ok"}},
+	}}
+}
+
+func req(method, uri string, body string) authorization.Request {
+	return authorization.Request{RequestMethod: method, RequestURI: uri, RequestBody: []byte(body)}
+}
+
+func TestGates(t *testing.T) {
+	tests := []struct {
+		name  string
+		pol   func(*scoring.Policy)
+		r     authorization.Request
+		allow bool
+		msg   []string
+	}{
+		{"push vulnerable", nil, req("POST", "/v1.41/images/app/push?tag=vuln", ""), false,
+			[]string{"push of app:vuln denied: image score 238.50 > threshold 200.00 (high 30", "Approve findings in /etc/divds/policy.yaml", "divds-authz scan app:vuln"}},
+		{"push clean", nil, req("POST", "/v1.41/images/app/push?tag=ok", ""), true, nil},
+		{"push all tags", nil, req("POST", "/v1.41/images/app/push", ""), false, []string{"denied"}},
+		{"push unknown image", nil, req("POST", "/v1.41/images/nope/push?tag=1", ""), true, nil},
+		{"push gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/images/app/push?tag=vuln", ""), true, nil},
+		{"run vulnerable", nil, req("POST", "/containers/create", `{"Image":"app:vuln"}`), false, []string{"run of app:vuln denied: image score 238.50"}},
+		{"run clean", nil, req("POST", "/containers/create", `{"Image":"app:ok"}`), true, nil},
+		{"run absent image", nil, req("POST", "/containers/create", `{"Image":"nope"}`), true, nil},
+		{"run malformed", nil, req("POST", "/containers/create", ``), false, []string{"request refused", "without a JSON body"}},
+		{"audit mode", func(p *scoring.Policy) { p.Mode = scoring.ModeAudit }, req("POST", "/containers/create", `{"Image":"app:vuln"}`), true, nil},
+		{"threshold raised", func(p *scoring.Policy) { p.Threshold = 30000 }, req("POST", "/containers/create", `{"Image":"app:vuln"}`), true, nil},
+		{"pull of a local failing image", nil, req("POST", "/images/create?fromImage=app&tag=vuln", ""), false, []string{"pull of app:vuln denied"}},
+		{"pull of a new image", nil, req("POST", "/images/create?fromImage=new&tag=1", ""), true, nil},
+		{"disable self", nil, req("POST", "/v1.41/plugins/divds:latest/disable", ""), false, []string{"refused", "allow_plugin_admin"}},
+		{"remove self", nil, req("DELETE", "/v1.41/plugins/divds?force=1", ""), false, []string{"refused"}},
+		{"disable self allowed", func(p *scoring.Policy) { p.AllowPluginAdmin = true }, req("POST", "/plugins/divds:latest/disable", ""), true, nil},
+		{"disable another plugin", nil, req("POST", "/plugins/other/disable", ""), true, nil},
+		{"auth", nil, req("POST", "/v1.41/auth", `{"username":"u","password":"hunter2"}`), true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := scoring.Default()
+			if tt.pol != nil {
+				tt.pol(pol)
+			}
+			var scans atomic.Int32
+			p, rec := newPlugin(t, pol, images(), fakeDB{}, &scans)
+			res := p.AuthZReq(tt.r)
+			if res.Allow != tt.allow {
+				t.Fatalf("allow %v, want %v (%s)", res.Allow, tt.allow, res.Msg)
+			}
+			for _, m := range tt.msg {
+				if !strings.Contains(res.Msg, m) {
+					t.Errorf("message %q lacks %q", res.Msg, m)
+				}
+			}
+			for _, r := range rec.recs {
+				if strings.Contains(fmt.Sprintf("%+v", r), "hunter2") {
+					t.Fatal("an /auth body reached the audit trail")
+				}
+			}
+		})
+	}
+}
+
+func TestOnError(t *testing.T) {
+	for _, oe := range []scoring.OnError{scoring.OnErrorDeny, scoring.OnErrorAllow} {
+		for name, setup := range map[string]func() (*fakeDaemon, Database){
+			"stale database":     func() (*fakeDaemon, Database) { return images(), fakeDB{err: errors.New("database older than db.max_age")} },
+			"daemon unreachable": func() (*fakeDaemon, Database) { d := images(); d.failing = errors.New("connection refused"); return d, fakeDB{} },
+		} {
+			t.Run(string(oe)+"/"+name, func(t *testing.T) {
+				pol := scoring.Default()
+				pol.OnError = oe
+				d, db := setup()
+				var scans atomic.Int32
+				p, rec := newPlugin(t, pol, d, db, &scans)
+				res := p.AuthZReq(req("POST", "/containers/create", `{"Image":"app:ok"}`))
+				if res.Allow != (oe == scoring.OnErrorAllow) {
+					t.Fatalf("allow %v under on_error %s (%s)", res.Allow, oe, res.Msg)
+				}
+				if !res.Allow && !strings.Contains(res.Msg, "on_error") {
+					t.Fatalf("message names no fix: %s", res.Msg)
+				}
+				if len(rec.recs) != 1 || rec.recs[0].Error == "" {
+					t.Fatalf("audit %+v", rec.recs)
+				}
+			})
+		}
+	}
+}
+
+func TestPullAfterRemovesAndQuarantines(t *testing.T) {
+	var scans atomic.Int32
+	d := images()
+	p, rec := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+	r := req("POST", "/v1.41/images/create?fromImage=app&tag=vuln", "")
+	r.ResponseStatusCode = 200
+	res := p.AuthZRes(r)
+	if res.Allow || !strings.Contains(res.Msg, "removed and quarantined") {
+		t.Fatalf("%+v", res)
+	}
+	if len(d.untags) != 1 || d.untags[0] != "app:vuln" {
+		t.Fatalf("untags %v", d.untags)
+	}
+	// The same reference is refused before the daemon pulls it again.
+	if res := p.AuthZReq(req("POST", "/images/create?fromImage=docker.io/library/app&tag=vuln", "")); res.Allow {
+		t.Fatal("a quarantined reference was pulled again")
+	}
+	// If another name still holds the image, it cannot run.
+	d.images["other:name"] = ImageInfo{ID: "sha256:vuln"}
+	if res := p.AuthZReq(req("POST", "/containers/create", `{"Image":"other:name"}`)); res.Allow {
+		t.Fatal("a quarantined image ran")
+	}
+	// Approving its findings lifts the quarantine.
+	pol := scoring.Default()
+	pol.Threshold = 100000
+	p.SetPolicy(pol)
+	if res := p.AuthZReq(req("POST", "/containers/create", `{"Image":"other:name"}`)); !res.Allow {
+		t.Fatalf("still quarantined under a policy that allows it: %s", res.Msg)
+	}
+	if n := len(rec.recs); n < 4 {
+		t.Fatalf("%d audit records", n)
+	}
+	// A failed pull is left alone.
+	r.ResponseStatusCode = 500
+	if res := p.AuthZRes(r); !res.Allow {
+		t.Fatal("a failed pull was acted on")
+	}
+}
+
+func TestConcurrentRequestsScanOnce(t *testing.T) {
+	var scans atomic.Int32
+	p, _ := newPlugin(t, scoring.Default(), images(), fakeDB{}, &scans)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.AuthZReq(req("POST", "/containers/create", `{"Image":"app:vuln"}`))
+		}()
+	}
+	wg.Wait()
+	if n := scans.Load(); n != 1 {
+		t.Fatalf("%d scans for one image", n)
+	}
+}

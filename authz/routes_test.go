@@ -1,0 +1,112 @@
+package authz
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	create := []byte(`{"Image":"bionic:vuln","Cmd":["true"]}`)
+	tests := []struct {
+		name    string
+		method  string
+		uri     string
+		headers map[string]string
+		body    []byte
+		action  Action
+		ref     string // PullRef, Name or Image
+		bad     bool
+	}{
+		{"pull", "POST", "/v1.41/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"no version prefix", "POST", "/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"old API version", "POST", "/v1.12/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"zero-padded version", "POST", "/v1.041/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"major-only version", "POST", "/v1/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"percent-encoded path", "POST", "/v1.41/%69mages/%63reate?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"encoded slash in name, lower-case hex", "POST", "/v1.41/images/127.0.0.1:5000%2fbionic/push?tag=vuln", nil, nil, ActPush, "127.0.0.1:5000/bionic", false},
+		{"encoded slash in name, upper-case hex", "POST", "/v1.41/images/127.0.0.1:5000%2Fbionic/push?tag=vuln", nil, nil, ActPush, "127.0.0.1:5000/bionic", false},
+		{"absolute URI", "POST", "http://localhost/v1.41/images/create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"dot segments", "POST", "/v1.41/containers/../images/./create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"double slashes", "POST", "//v1.41//images//create?fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"swapped parameters", "POST", "/v1.41/images/create?tag=vuln&fromImage=bionic", nil, nil, ActPull, "bionic:vuln", false},
+		{"duplicated, same value", "POST", "/v1.41/images/create?fromImage=bionic&fromImage=bionic&tag=vuln", nil, nil, ActPull, "bionic:vuln", false},
+		{"duplicated, other value", "POST", "/v1.41/images/create?fromImage=alpine&fromImage=bionic&tag=vuln", nil, nil, "", "", true},
+		{"form body overrides the query", "POST", "/v1.41/images/create?fromImage=alpine", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, nil, "", "", true},
+		{"multipart form body", "POST", "/v1.41/images/create?fromImage=alpine", map[string]string{"content-type": "multipart/form-data; boundary=x"}, nil, "", "", true},
+		{"both fromImage and fromSrc", "POST", "/v1.41/images/create?fromImage=a&fromSrc=-", nil, nil, "", "", true},
+		{"neither", "POST", "/v1.41/images/create", nil, nil, "", "", true},
+		{"import", "POST", "/v1.41/images/create?fromSrc=-&repo=x", nil, nil, ActImport, "", false},
+		{"pull by digest", "POST", "/images/create?fromImage=alpine&tag=sha256:abc", nil, nil, ActPull, "alpine@sha256:abc", false},
+		{"push", "POST", "/v1.41/images/registry:5000/app/push?tag=1", nil, nil, ActPush, "registry:5000/app", false},
+		{"push duplicated tag", "POST", "/v1.41/images/app/push?tag=1&tag=2", nil, nil, "", "", true},
+		{"create", "POST", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},
+		{"create with name", "POST", "/v1.41/containers/create?name=x", nil, create, ActCreate, "bionic:vuln", false},
+		{"create without body", "POST", "/v1.41/containers/create", nil, nil, "", "", true},
+		{"create, body not JSON", "POST", "/v1.41/containers/create", nil, []byte("Image=bionic"), "", "", true},
+		{"create, no image", "POST", "/v1.41/containers/create", nil, []byte(`{"Cmd":["true"]}`), "", "", true},
+		{"create, image twice", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":"alpine","image":"bionic"}`), "", "", true},
+		{"create, two values", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":"alpine"}{"Image":"bionic"}`), "", "", true},
+		{"create, lower-case method", "post", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},
+		{"load", "POST", "/v1.41/images/load?quiet=1", nil, nil, ActLoad, "", false},
+		{"build", "POST", "/v1.41/build?t=x", nil, nil, ActBuild, "", false},
+		{"ping", "HEAD", "/_ping", nil, nil, ActPing, "", false},
+		{"auth", "POST", "/v1.41/auth", nil, []byte(`{"password":"secret"}`), ActAuth, "", false},
+		{"plugin disable", "POST", "/v1.41/plugins/divds:latest/disable", nil, nil, ActPluginAdmin, "divds:latest", false},
+		{"plugin remove", "DELETE", "/v1.41/plugins/divds:latest?force=1", nil, nil, ActPluginAdmin, "divds:latest", false},
+		{"list", "GET", "/v1.41/containers/json", nil, nil, ActOther, "", false},
+		{"empty URI", "POST", "", nil, nil, "", "", true},
+		{"empty method", "", "/images/create?fromImage=x", nil, nil, "", "", true},
+		{"bad escape", "POST", "/images/create?fromImage=%zz", nil, nil, "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.method, tt.uri, tt.headers, tt.body)
+			if tt.bad {
+				if err == nil || !errors.Is(err, ErrMalformed) {
+					t.Fatalf("accepted as %+v, want refused", c)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Action != tt.action {
+				t.Fatalf("action %s, want %s", c.Action, tt.action)
+			}
+			got := ""
+			switch c.Action {
+			case ActPull:
+				got = c.PullRef()
+			case ActPush, ActPluginAdmin:
+				got = c.Name
+			case ActCreate:
+				got = c.Image
+			}
+			if got != tt.ref {
+				t.Fatalf("ref %q, want %q", got, tt.ref)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("POST", "/v1.41/images/create?fromImage=a&tag=b", "", []byte(nil))
+	f.Add("POST", "/containers/create", "application/json", []byte(`{"Image":"x"}`))
+	f.Add("DELETE", "http://h/v1.41/plugins/divds", "", []byte(nil))
+	f.Fuzz(func(t *testing.T, method, uri, ct string, body []byte) {
+		c, err := Parse(method, uri, map[string]string{"Content-Type": ct}, body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error without ErrMalformed: %v", err)
+			}
+			return
+		}
+		if c.Action == ActCreate && strings.TrimSpace(c.Image) == "" {
+			t.Fatal("create accepted without an image")
+		}
+		if c.Action == ActPull && c.Query.Get("fromImage") == "" {
+			t.Fatal("pull accepted without fromImage")
+		}
+	})
+}
