@@ -162,8 +162,14 @@ func TestGates(t *testing.T) {
 func TestOnError(t *testing.T) {
 	for _, oe := range []scoring.OnError{scoring.OnErrorDeny, scoring.OnErrorAllow} {
 		for name, setup := range map[string]func() (*fakeDaemon, Database){
-			"stale database":     func() (*fakeDaemon, Database) { return images(), fakeDB{err: errors.New("database older than db.max_age")} },
-			"daemon unreachable": func() (*fakeDaemon, Database) { d := images(); d.failing = errors.New("connection refused"); return d, fakeDB{} },
+			"stale database": func() (*fakeDaemon, Database) {
+				return images(), fakeDB{err: errors.New("database older than db.max_age")}
+			},
+			"daemon unreachable": func() (*fakeDaemon, Database) {
+				d := images()
+				d.failing = errors.New("connection refused")
+				return d, fakeDB{}
+			},
 		} {
 			t.Run(string(oe)+"/"+name, func(t *testing.T) {
 				pol := scoring.Default()
