@@ -11,7 +11,14 @@ type Metrics struct {
 	decisions   *prometheus.CounterVec
 	scanSeconds prometheus.Histogram
 	cacheHits   prometheus.Counter
+	scans       prometheus.Counter
 	dbAge       prometheus.GaugeFunc
+}
+
+// ObserveScan counts one image scan and its duration.
+func (m *Metrics) ObserveScan(seconds float64) {
+	m.scans.Inc()
+	m.scanSeconds.Observe(seconds)
 }
 
 // NewMetrics registers the metrics. dbAge reports the database's age in
@@ -23,8 +30,11 @@ func NewMetrics(dbAge func() float64) *Metrics {
 			Namespace: "divds", Name: "decisions_total", Help: "Gate decisions by action and answer.",
 		}, []string{"action", "decision"}),
 		scanSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "divds", Name: "scan_duration_seconds", Help: "Time to scan and evaluate an image not in the verdict cache.",
+			Namespace: "divds", Name: "scan_duration_seconds", Help: "Time to scan an image.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		scans: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "divds", Name: "scans_total", Help: "Images scanned (each image once per database revision).",
 		}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "divds", Name: "verdict_cache_hits_total", Help: "Decisions answered from the verdict cache.",
@@ -33,7 +43,7 @@ func NewMetrics(dbAge func() float64) *Metrics {
 			Namespace: "divds", Name: "database_age_seconds", Help: "Age of the oldest vulnerability data in use; -1 with no database.",
 		}, dbAge),
 	}
-	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.cacheHits, m.dbAge,
+	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.scans, m.cacheHits, m.dbAge,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -198,7 +198,11 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	start := time.Now()
 	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
-	if err != nil || call.Action != ActPull || req.ResponseStatusCode != 200 {
+	// A streamed pull reaches here with status 0 (the daemon resets the
+	// recorded status when it flushes), whether it succeeded or not: what
+	// arrived is checked either way. A status of 300 or more is a failed
+	// pull, which brought nothing.
+	if err != nil || call.Action != ActPull || req.ResponseStatusCode >= 300 {
 		return authorization.Response{Allow: true}
 	}
 	pol := p.Policy()
@@ -218,12 +222,8 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *sc
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil {
 		var v *Verdict
-		start := time.Now()
 		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, []string{ref})
 		if err == nil {
-			if p.opts.Metrics != nil && !v.Cached {
-				p.opts.Metrics.scanSeconds.Observe(time.Since(start).Seconds())
-			}
 			d.verdict = v
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {
@@ -364,6 +364,9 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 		images = infos
 	} else {
 		info, err := p.opts.Daemon.Inspect(ctx, ref)
+		if errors.Is(err, ErrNotFound) {
+			return decision{allow: true, image: ref, reason: "nothing was pulled"}
+		}
 		if err != nil {
 			return p.daemonError(ctx, "pull", ref, pol, err)
 		}

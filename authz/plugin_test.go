@@ -205,6 +205,13 @@ func TestPullAfterRemovesAndQuarantines(t *testing.T) {
 	if len(d.untags) != 1 || d.untags[0] != "app:vuln" {
 		t.Fatalf("untags %v", d.untags)
 	}
+	// A streamed pull reports status 0 and is checked the same way.
+	d.images["app:vuln2"] = ImageInfo{ID: "sha256:vuln2", RepoTags: []string{"app:vuln2"}}
+	r2 := req("POST", "/images/create?fromImage=app&tag=vuln2", "")
+	if res := p.AuthZRes(r2); res.Allow || d.images["app:vuln2"].ID != "" {
+		t.Fatalf("a streamed pull was not checked: %+v", res)
+	}
+
 	// The same reference is refused before the daemon pulls it again.
 	if res := p.AuthZReq(req("POST", "/images/create?fromImage=docker.io/library/app&tag=vuln", "")); res.Allow {
 		t.Fatal("a quarantined reference was pulled again")

@@ -155,7 +155,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	defer scanCache.Close()
 	sc := scanner.New(scanner.Options{Cache: scanCache})
+	metrics := authz.NewMetrics(db.age)
 	scan := func(ctx context.Context, id string) (*report.Report, uint64, error) {
+		start := time.Now()
+		defer func() { metrics.ObserveScan(time.Since(start).Seconds()) }()
 		s, release, err := handle.Acquire()
 		if err != nil {
 			return nil, 0, err
@@ -183,7 +186,6 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	auditor := audit.Multi{sys, audit.NewJSON(a.stderr)}
-	metrics := authz.NewMetrics(db.age)
 	plugin := authz.New(pol, authz.Options{
 		Daemon: daemon, Verdicts: verdicts, Database: db, Auditor: auditor, Metrics: metrics, Log: log,
 		PolicyPath: a.policyPath, PluginName: f.pluginName,

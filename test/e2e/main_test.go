@@ -114,7 +114,7 @@ func tarDir(t *testing.T, dir, out string) {
 			h.Name += "/"
 			h.Mode = 0o755
 		} else {
-			h.Mode = 0o644
+			h.Mode = int64(info.Mode().Perm() | 0o444)
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err

@@ -1,0 +1,567 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/divds/divds/internal/testdata"
+	"github.com/divds/divds/report"
+	"github.com/divds/divds/test/harness"
+)
+
+// bionicScore is the default-policy score of the bionic rootfs: 257
+// findings (high 11, medium 98, low 107, negligible 41).
+const bionicScore = "856.05"
+
+// gate is a private dockerd gated by divds, with a registry and rsyslog.
+type gate struct {
+	d      *harness.Docker
+	p      *harness.Plugin
+	reg    *harness.Registry
+	rs     *harness.Rsyslog
+	policy string
+	tars   string
+}
+
+func startGate(t *testing.T, policy string) *gate {
+	t.Helper()
+	g := &gate{rs: harness.StartRsyslog(t), reg: harness.StartRegistry(t)}
+	dir := harness.TempDir(t, "divds-g-")
+	g.policy = filepath.Join(dir, "policy.yaml")
+	g.tars = dir
+	harness.WriteFile(t, g.policy, []byte(policy))
+	dockerDir := harness.TempDir(t, "divds-d-")
+	g.p = harness.StartPlugin(t, harness.PluginOptions{
+		Bin: bin, StateDir: stateWith(t, "ubuntu-bionic-oval-2021-08-31.jsonl.zst", "alpine-secdb.jsonl.zst"),
+		Policy: g.policy, DockerHost: "unix://" + filepath.Join(dockerDir, "docker.sock"), Syslog: "unixgram://" + g.rs.Sock,
+	})
+	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: dockerDir, AuthzPlugins: []string{g.p.Name}})
+	return g
+}
+
+// importBionic imports the bionic rootfs as a vulnerable image.
+func (g *gate) importBionic(t *testing.T, tag string) {
+	t.Helper()
+	tarPath := filepath.Join(g.tars, "bionic.tar")
+	if _, err := os.Stat(tarPath); err != nil {
+		tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), tarPath)
+	}
+	g.d.MustCLI(t, "import", tarPath, tag)
+}
+
+func (g *gate) importAlpine(t *testing.T, tag string) {
+	t.Helper()
+	g.d.MustCLI(t, "import", testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), tag)
+}
+
+// seedRegistry writes an image straight into the registry, bypassing
+// the gated daemon, as another host would have pushed it.
+func (g *gate) seedRegistry(t *testing.T, layerTar, ref string) {
+	t.Helper()
+	layer, err := tarball.LayerFromFile(layerTar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mustConfig(t), layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("seed %s: %v", ref, err)
+	}
+}
+
+func mustConfig(t *testing.T) v1.Image {
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: "amd64", RootFS: v1.RootFS{Type: "layers"}, Config: v1.Config{Cmd: []string{"/bin/true"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func (g *gate) cli(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return g.d.CLI(ctx, args...)
+}
+
+func (g *gate) present(ref string) bool {
+	_, err := g.d.Client.ImageInspect(context.Background(), ref)
+	return err == nil
+}
+
+func (g *gate) reload(t *testing.T, policy string) {
+	t.Helper()
+	harness.WriteFile(t, g.policy, []byte(policy))
+	if err := g.p.Proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	digest := policyDigest(t, g.policy)
+	harness.WaitFor(t, "the policy reload", 20*time.Second, func() bool {
+		return strings.Contains(g.p.Proc.Tail(), digest)
+	})
+}
+
+func policyDigest(t *testing.T, path string) string {
+	out, err := harness.Run(context.Background(), nil, bin, "policy", "check", path)
+	if err != nil {
+		t.Fatalf("policy check: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`digest (sha256:[0-9a-f]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no digest in %s", out)
+	}
+	return m[1]
+}
+
+func mustFail(t *testing.T, what, out string, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s succeeded:\n%s", what, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("%s: output lacks %q:\n%s", what, w, out)
+		}
+	}
+}
+
+func TestPushGate(t *testing.T) {
+	g := startGate(t, "")
+	g.importBionic(t, "bionic:vuln")
+	g.importAlpine(t, "alpine-mini:3.7.3")
+	vuln, clean := g.reg.Addr+"/bionic:vuln", g.reg.Addr+"/alpine-mini:3.7.3"
+	g.d.MustCLI(t, "tag", "bionic:vuln", vuln)
+	g.d.MustCLI(t, "tag", "alpine-mini:3.7.3", clean)
+	out, err := g.cli("push", vuln)
+	mustFail(t, "push of the vulnerable image", out, err, "push of "+vuln+" denied: image score "+bionicScore+" > threshold 200.00", "divds-authz scan")
+	if out, err := g.cli("push", clean); err != nil {
+		t.Fatalf("push of the clean image: %v\n%s", err, out)
+	}
+	// Pushing every tag of a repository is gated too.
+	out, err = g.cli("push", "--all-tags", g.reg.Addr+"/bionic")
+	mustFail(t, "push --all-tags", out, err, "denied")
+}
+
+func TestPullGate(t *testing.T) {
+	g := startGate(t, "")
+	bionicTar := filepath.Join(g.tars, "bionic.tar")
+	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
+	vuln := g.reg.Addr + "/bionic:vuln"
+	g.seedRegistry(t, bionicTar, vuln)
+	alpineTar := filepath.Join(g.tars, "alpine.tar")
+	root := t.TempDir()
+	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+	tarDir(t, root, alpineTar)
+	clean := g.reg.Addr + "/alpine-mini:3.7.3"
+	g.seedRegistry(t, alpineTar, clean)
+
+	// The CLI reports a streamed pull as done: the deny comes after the
+	// layers. What counts is that the image is gone and cannot run.
+	g.cli("pull", vuln)
+	if g.present(vuln) {
+		t.Fatalf("the vulnerable image is still present after the pull; plugin log:\n%s", g.p.Proc.Tail())
+	}
+	out, _ := g.cli("images")
+	if strings.Contains(out, g.reg.Addr+"/bionic") {
+		t.Fatalf("docker images still lists it:\n%s", out)
+	}
+	out, err := g.cli("run", "--rm", "--network", "none", vuln)
+	mustFail(t, "run of the vulnerable image", out, err, "divds", "denied")
+	if out, err := g.cli("pull", clean); err != nil {
+		t.Fatalf("pull of the clean image: %v\n%s", err, out)
+	}
+	if out, err := g.cli("run", "--rm", "--network", "none", clean, "/bin/true"); err != nil {
+		t.Fatalf("run of the clean image: %v\n%s", err, out)
+	}
+}
+
+// approveUntilUnder returns a whitelist that approves the heaviest CVEs
+// until the report's score is at most θ.
+func approveUntilUnder(t *testing.T, reportJSON []byte) string {
+	t.Helper()
+	var rep report.Report
+	if err := json.Unmarshal(reportJSON, &rep); err != nil {
+		t.Fatal(err)
+	}
+	weight := map[string]float64{"critical": 9.5, "high": 7.95, "medium": 5.45, "low": 2, "negligible": 0.5}
+	byCVE := map[string]float64{}
+	total := 0.0
+	for _, f := range rep.Findings {
+		byCVE[f.ID] += weight[f.Severity]
+		total += weight[f.Severity]
+	}
+	ids := make([]string, 0, len(byCVE))
+	for id := range byCVE {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return byCVE[ids[i]] > byCVE[ids[j]] })
+	var b strings.Builder
+	b.WriteString("whitelist:\n")
+	for _, id := range ids {
+		if total <= 200 {
+			break
+		}
+		total -= byCVE[id]
+		fmt.Fprintf(&b, "  - id: %s\n    reason: e2e test\n", id)
+	}
+	return b.String()
+}
+
+func TestLoadAndPolicyChanges(t *testing.T) {
+	g := startGate(t, "")
+	g.importBionic(t, "bionic:vuln")
+	archive := filepath.Join(g.tars, "bionic-save.tar")
+	g.d.MustCLI(t, "save", "-o", archive, "bionic:vuln")
+	g.d.MustCLI(t, "rmi", "bionic:vuln")
+	g.d.MustCLI(t, "load", "-i", archive)
+	out, err := g.cli("create", "bionic:vuln", "/bin/true")
+	mustFail(t, "run of a loaded vulnerable image", out, err, "run of bionic:vuln denied: image score "+bionicScore)
+
+	g.d.MustCLI(t, "load", "-i", testdata.Path(t, "images", "alpine-3.10.4.docker-save.tar.gz"))
+	if out, err := g.cli("run", "--rm", "--network", "none", "alpine:3.10", "/bin/true"); err != nil {
+		t.Fatalf("run of alpine 3.10.4: %v\n%s", err, out)
+	}
+
+	// Approve enough CVEs to bring bionic under θ; SIGHUP, no restart.
+	// The plugin holds its state directory: scan with a copy of its database.
+	scanState := t.TempDir()
+	raw, _ := os.ReadFile(filepath.Join(g.p.StateDir, "vuln.db"))
+	os.WriteFile(filepath.Join(scanState, "vuln.db"), raw, 0o600)
+	rep, err := harness.Run(context.Background(), nil, bin, "--state-dir", scanState, "--policy", g.policy, "scan", "--docker-host", g.d.Host, "bionic:vuln", "--format", "json")
+	if !strings.Contains(rep, `"schema_version"`) {
+		t.Fatalf("scan: %v\n%s", err, rep)
+	}
+	jsonStart := strings.Index(rep, "{")
+	g.reload(t, approveUntilUnder(t, []byte(rep[jsonStart:])))
+	if out, err := g.cli("create", "bionic:vuln", "/bin/true"); err != nil {
+		t.Fatalf("create after approving findings: %v\n%s\nplugin:\n%s", err, out, g.p.Proc.Tail())
+	}
+
+	// Audit mode allows everything and still audits.
+	g.d.MustCLI(t, "tag", "bionic:vuln", "bionic:audit")
+	g.reload(t, "mode: audit\n")
+	before := len(g.rs.Lines())
+	if out, err := g.cli("create", "bionic:audit", "/bin/true"); err != nil {
+		t.Fatalf("create in audit mode: %v\n%s", err, out)
+	}
+	harness.WaitFor(t, "the audit record", 20*time.Second, func() bool {
+		for _, l := range g.rs.Lines()[before:] {
+			if strings.Contains(l, `"image":"bionic:audit"`) && strings.Contains(l, `"exceeded":true`) && strings.Contains(l, `"mode":"audit"`) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// An invalid policy is refused; the one in force stays.
+	harness.WriteFile(t, g.policy, []byte("threshold: lots\n"))
+	g.p.Proc.Signal(syscall.SIGHUP)
+	harness.WaitFor(t, "the refusal", 20*time.Second, func() bool { return strings.Contains(g.p.Proc.Tail(), "policy reload (SIGHUP) refused") })
+	if out, err := g.cli("create", "bionic:audit", "/bin/true"); err != nil {
+		t.Fatalf("the audit policy should still be in force: %v\n%s", err, out)
+	}
+}
+
+// rawRequest sends a request exactly as written to the daemon's socket
+// and returns the status code and body.
+func rawRequest(t *testing.T, sock, requestLine string, headers map[string]string, body []byte, chunked bool) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Minute))
+	var b strings.Builder
+	b.WriteString(requestLine + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n")
+	for k, v := range headers {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	switch {
+	case chunked:
+		b.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		fmt.Fprintf(&b, "%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	case body != nil:
+		fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	default:
+		b.WriteString("Content-Length: 0\r\n\r\n")
+	}
+	// The daemon may answer and close before a large body is written:
+	// read its answer either way.
+	c.Write([]byte(b.String()))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer res.Body.Close()
+	var out strings.Builder
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := res.Body.Read(buf)
+		out.Write(buf[:n])
+		if err != nil || out.Len() > 1<<20 {
+			break
+		}
+	}
+	return res.StatusCode, out.String()
+}
+
+// TestBypassTable sends each request form to the gated daemon twice: for
+// the clean image, where it must work (so the form really reaches the
+// daemon), and for the vulnerable one, where it must fail.
+func TestBypassTable(t *testing.T) {
+	g := startGate(t, "")
+	host := g.reg.Addr
+	bionicTar := filepath.Join(g.tars, "bionic.tar")
+	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
+	g.seedRegistry(t, bionicTar, host+"/bionic:vuln")
+	root := t.TempDir()
+	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+	alpineTar := filepath.Join(g.tars, "alpine.tar")
+	tarDir(t, root, alpineTar)
+	g.seedRegistry(t, alpineTar, host+"/clean:1")
+	g.importBionic(t, "bionic:local")
+	g.importAlpine(t, "clean:local")
+
+	type form struct {
+		name string
+		line func(repo, tag string) string
+	}
+	esc := func(s string, hex string) string { return strings.ReplaceAll(s, "/", hex) }
+	pulls := []form{
+		{"no version prefix", func(r, tg string) string { return "POST /images/create?fromImage=" + r + "&tag=" + tg }},
+		{"percent-encoded path", func(r, tg string) string { return "POST /v1.41/%69mages/%63reate?fromImage=" + esc(r, "%2F") + "&tag=" + tg }},
+		{"absolute URI", func(r, tg string) string {
+			return "POST http://localhost/v1.41/images/create?fromImage=" + r + "&tag=" + tg
+		}},
+		{"swapped parameters", func(r, tg string) string { return "POST /v1.41/images/create?tag=" + tg + "&fromImage=" + r }},
+		{"duplicated parameters", func(r, tg string) string {
+			return "POST /v1.41/images/create?fromImage=" + r + "&tag=" + tg + "&fromImage=" + r
+		}},
+		{"lower-case hex", func(r, tg string) string { return "POST /v1.41/images/create?fromImage=" + esc(r, "%2f") + "&tag=" + tg }},
+		{"old API version", func(r, tg string) string { return "POST /v1.24/images/create?fromImage=" + r + "&tag=" + tg }},
+	}
+	for i, f := range pulls {
+		t.Run("pull/"+f.name, func(t *testing.T) {
+			cleanTag := fmt.Sprintf("p%d", i)
+			g.d.MustCLI(t, "tag", "clean:local", host+"/clean:"+cleanTag)
+			g.d.MustCLI(t, "push", host+"/clean:"+cleanTag)
+			g.d.MustCLI(t, "rmi", host+"/clean:"+cleanTag)
+			rawRequest(t, g.d.Sock, f.line(host+"/clean", cleanTag), nil, nil, false)
+			if !g.present(host + "/clean:" + cleanTag) {
+				t.Fatal("the form did not pull the clean image: it proves nothing")
+			}
+			rawRequest(t, g.d.Sock, f.line(host+"/bionic", "vuln"), nil, nil, false)
+			if g.present(host + "/bionic:vuln") {
+				t.Fatal("the vulnerable image was pulled and kept")
+			}
+		})
+	}
+	t.Run("pull/conflicting duplicates", func(t *testing.T) {
+		rawRequest(t, g.d.Sock, "POST /v1.41/images/create?fromImage="+host+"/clean&fromImage="+host+"/bionic&tag=vuln", nil, nil, false)
+		if g.present(host + "/bionic:vuln") {
+			t.Fatal("the vulnerable image was pulled and kept")
+		}
+	})
+	t.Run("pull/form body overrides the query", func(t *testing.T) {
+		code, body := rawRequest(t, g.d.Sock, "POST /v1.41/images/create?fromImage="+host+"/clean&tag=1",
+			map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []byte("fromImage="+host+"/bionic&tag=vuln"), false)
+		if g.present(host+"/bionic:vuln") || code < 400 {
+			t.Fatalf("status %d: %s", code, body)
+		}
+	})
+
+	registryHas := func(repo, tag string) bool {
+		res, err := http.Head("http://" + host + "/v2/" + repo + "/manifests/" + tag)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	}
+	auth := map[string]string{"X-Registry-Auth": "e30="} // base64 of {}
+	pushes := []form{
+		{"no version prefix", func(n, tg string) string { return "POST /images/" + n + "/push?tag=" + tg }},
+		{"percent-encoded path", func(n, tg string) string { return "POST /v1.41/images/" + esc(n, "%2F") + "/%70ush?tag=" + tg }},
+		{"absolute URI", func(n, tg string) string { return "POST http://localhost/v1.41/images/" + n + "/push?tag=" + tg }},
+		{"lower-case hex", func(n, tg string) string { return "POST /v1.41/images/" + esc(n, "%2f") + "/push?tag=" + tg }},
+		{"no tag (all tags)", func(n, _ string) string { return "POST /v1.41/images/" + n + "/push" }},
+		{"old API version", func(n, tg string) string { return "POST /v1.24/images/" + n + "/push?tag=" + tg }},
+	}
+	for i, f := range pushes {
+		t.Run("push/"+f.name, func(t *testing.T) {
+			repo := fmt.Sprintf("pushok%d", i)
+			g.d.MustCLI(t, "tag", "clean:local", host+"/"+repo+":1")
+			rawRequest(t, g.d.Sock, f.line(host+"/"+repo, "1"), auth, nil, false)
+			if !registryHas(repo, "1") {
+				t.Fatal("the form did not push the clean image: it proves nothing")
+			}
+			bad := fmt.Sprintf("pushbad%d", i)
+			g.d.MustCLI(t, "tag", "bionic:local", host+"/"+bad+":vuln")
+			rawRequest(t, g.d.Sock, f.line(host+"/"+bad, "vuln"), auth, nil, false)
+			if registryHas(bad, "vuln") {
+				t.Fatal("the vulnerable image reached the registry")
+			}
+		})
+	}
+
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	body := func(img string) []byte { return []byte(`{"Image":"` + img + `","Cmd":["/bin/true"]}`) }
+	runs := []struct {
+		name    string
+		line    string
+		headers map[string]string
+		chunked bool
+	}{
+		{"no version prefix", "POST /containers/create", jsonCT, false},
+		{"percent-encoded path", "POST /v1.41/%63ontainers/create", jsonCT, false},
+		{"absolute URI", "POST http://localhost/v1.41/containers/create", jsonCT, false},
+		{"chunked body", "POST /v1.41/containers/create", jsonCT, true},
+		{"old API version", "POST /v1.24/containers/create", jsonCT, false},
+	}
+	for _, f := range runs {
+		t.Run("run/"+f.name, func(t *testing.T) {
+			if code, out := rawRequest(t, g.d.Sock, f.line, f.headers, body("clean:local"), f.chunked); code != 201 {
+				t.Fatalf("the form did not create a clean container (%d %s): it proves nothing", code, out)
+			}
+			if code, out := rawRequest(t, g.d.Sock, f.line, f.headers, body("bionic:local"), f.chunked); code == 201 {
+				t.Fatalf("a container of the vulnerable image was created: %s", out)
+			}
+		})
+	}
+	big := []byte(`{"Image":"bionic:local","Cmd":["/bin/true"],"Labels":{"pad":"` + strings.Repeat("x", 1<<20+10) + `"}}`)
+	bad := []struct {
+		name    string
+		headers map[string]string
+		body    []byte
+	}{
+		{"body over 1 MiB", jsonCT, big},
+		{"empty body", jsonCT, []byte{}},
+		{"not declared JSON", map[string]string{"Content-Type": "text/plain"}, body("bionic:local")},
+		{"image named twice", jsonCT, []byte(`{"Image":"clean:local","image":"bionic:local","Cmd":["/bin/true"]}`)},
+	}
+	for _, f := range bad {
+		t.Run("run/"+f.name, func(t *testing.T) {
+			if code, out := rawRequest(t, g.d.Sock, "POST /v1.41/containers/create", f.headers, f.body, false); code == 201 {
+				t.Fatalf("a container was created: %s", out)
+			}
+		})
+	}
+}
+
+var rfc5424 = regexp.MustCompile(`^<(\d+)>1 \S+ \S+ divds-authz \d+ decision \[divds@32473 [^\]]*\] (\{.*\})$`)
+
+func TestAuditTrail(t *testing.T) {
+	g := startGate(t, "")
+	g.importBionic(t, "bionic:vuln")
+	g.importAlpine(t, "clean:1")
+	decide := func(n int) {
+		for i := 0; i < n; i++ {
+			g.cli("create", "bionic:vuln", "/bin/true")
+			g.cli("create", "clean:1", "/bin/true")
+		}
+	}
+	decide(2)
+	harness.WaitFor(t, "4 audit records", 30*time.Second, func() bool { return len(g.rs.Lines()) >= 4 })
+	for _, l := range g.rs.Lines() {
+		m := rfc5424.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("not an RFC 5424 divds record: %q", l)
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(m[2]), &rec); err != nil {
+			t.Fatalf("record JSON: %v: %s", err, m[2])
+		}
+		for _, k := range []string{"time", "action", "image", "image_id", "decision", "verdict", "mode", "score", "threshold", "policy_digest", "db_revision", "duration_ms", "request_id"} {
+			if _, ok := rec[k]; !ok {
+				t.Fatalf("record lacks %s: %s", k, m[2])
+			}
+		}
+		if pri := m[1]; pri != "84" && pri != "86" { // authpriv.warning, authpriv.info
+			t.Fatalf("priority %s", pri)
+		}
+	}
+	if n := len(g.rs.Lines()); n != 4 {
+		t.Fatalf("%d records for 4 decisions", n)
+	}
+	// Stop rsyslog for a while: no record that fits the queue is lost.
+	g.rs.Proc.Stop()
+	decide(3)
+	time.Sleep(time.Second)
+	g.rs.Restart()
+	harness.WaitFor(t, "the queued records", 60*time.Second, func() bool { return len(g.rs.Lines()) >= 10 })
+	time.Sleep(time.Second)
+	if n := len(g.rs.Lines()); n != 10 {
+		t.Fatalf("%d records for 10 decisions", n)
+	}
+}
+
+func TestConcurrentPulls(t *testing.T) {
+	g := startGate(t, "")
+	var refs []string
+	for i, rootfs := range []string{"alpine-3.7.3", "alpine-3.8.5", "alpine-3.9.6"} {
+		dir := t.TempDir()
+		copyTree(t, testdata.Path(t, "rootfs", rootfs), dir)
+		tarPath := filepath.Join(g.tars, fmt.Sprintf("img%d.tar", i))
+		tarDir(t, dir, tarPath)
+		ref := fmt.Sprintf("%s/conc%d:1", g.reg.Addr, i)
+		g.seedRegistry(t, tarPath, ref)
+		refs = append(refs, ref)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 10)
+	done := make(chan struct{})
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if out, err := g.cli("pull", refs[i%3]); err != nil {
+				errs <- fmt.Sprintf("pull %s: %v\n%s", refs[i%3], err, out)
+			}
+		}(i)
+	}
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("concurrent pulls hung: the plugin's calls back into the daemon deadlocked")
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for _, r := range refs {
+		if !g.present(r) {
+			t.Errorf("%s missing after its pull", r)
+		}
+	}
+	time.Sleep(2 * time.Second) // arrival scans, if any, would add to the count
+	if n := g.p.Metric("divds_scans_total"); n != 3 {
+		t.Fatalf("%v scans for 3 images", n)
+	}
+}
