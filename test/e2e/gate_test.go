@@ -355,7 +355,9 @@ func TestBypassTable(t *testing.T) {
 	esc := func(s string, hex string) string { return strings.ReplaceAll(s, "/", hex) }
 	pulls := []form{
 		{"no version prefix", func(r, tg string) string { return "POST /images/create?fromImage=" + r + "&tag=" + tg }},
-		{"percent-encoded path", func(r, tg string) string { return "POST /v1.41/%69mages/%63reate?fromImage=" + esc(r, "%2F") + "&tag=" + tg }},
+		{"percent-encoded path", func(r, tg string) string {
+			return "POST /v1.41/%69mages/%63reate?fromImage=" + esc(r, "%2F") + "&tag=" + tg
+		}},
 		{"absolute URI", func(r, tg string) string {
 			return "POST http://localhost/v1.41/images/create?fromImage=" + r + "&tag=" + tg
 		}},
@@ -363,7 +365,9 @@ func TestBypassTable(t *testing.T) {
 		{"duplicated parameters", func(r, tg string) string {
 			return "POST /v1.41/images/create?fromImage=" + r + "&tag=" + tg + "&fromImage=" + r
 		}},
-		{"lower-case hex", func(r, tg string) string { return "POST /v1.41/images/create?fromImage=" + esc(r, "%2f") + "&tag=" + tg }},
+		{"lower-case hex", func(r, tg string) string {
+			return "POST /v1.41/images/create?fromImage=" + esc(r, "%2f") + "&tag=" + tg
+		}},
 		{"old API version", func(r, tg string) string { return "POST /v1.24/images/create?fromImage=" + r + "&tag=" + tg }},
 	}
 	for i, f := range pulls {
