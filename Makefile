@@ -8,11 +8,16 @@ GO           ?= go
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X main.version=$(VERSION)
 BIN          := bin/divds-authz
-FUZZTIME     ?= 10s
+FUZZTIME     ?= 8s
 # Packages the end-to-end tests and the demo need from Debian.
 APT_PACKAGES := docker.io docker-registry rsyslog zstd
 
-.PHONY: all build test unit fuzz bench demo deps gomod vet fmt clean
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+PLUGIN_NAME  ?= divds:latest
+PLUGIN_DIR   ?= build/plugin
+
+.PHONY: all build test unit fuzz bench demo deps gomod vet fmt clean install uninstall plugin plugin-rootfs
 
 all: build
 
@@ -44,8 +49,13 @@ unit: gomod
 	$(GO) test -count=1 ./...
 
 # Each fuzz target runs for a short, fixed time; `make fuzz FUZZTIME=5m` for longer.
+FUZZ_TARGETS := scoring:FuzzParse authz:FuzzParse scanner/bundle:FuzzImport scanner/vulnstore:FuzzDecodeRecord scanner/layerfs:FuzzFromTar
 fuzz: gomod
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scoring
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn in ./$$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 test: deps fmt vet unit fuzz
 
@@ -57,5 +67,30 @@ bench: gomod
 demo: build
 	@bash scripts/demo.sh
 
+# Install on this host (as root): binary, systemd units, default policy,
+# database, then Docker's configuration in the safe order. With DESTDIR,
+# only stage the files. INSTALL_DB=sample installs the shipped sample
+# database instead of running db update.
+install: build
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' bash scripts/install.sh
+
+uninstall:
+	@test -x bin/divds-authz || $(MAKE) build
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' bash scripts/uninstall.sh
+
+# The managed plugin: a static binary in a minimal rootfs, created in the
+# Docker daemon DOCKER_HOST names as $(PLUGIN_NAME).
+plugin-rootfs: gomod
+	rm -rf $(PLUGIN_DIR)
+	mkdir -p $(PLUGIN_DIR)/rootfs/etc/ssl/certs $(PLUGIN_DIR)/rootfs/etc/divds $(PLUGIN_DIR)/rootfs/var/lib/divds \
+	  $(PLUGIN_DIR)/rootfs/var/lib/docker $(PLUGIN_DIR)/rootfs/run/docker/plugins $(PLUGIN_DIR)/rootfs/tmp $(PLUGIN_DIR)/rootfs/dev
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PLUGIN_DIR)/rootfs/divds-authz ./cmd/divds-authz
+	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $(PLUGIN_DIR)/rootfs/etc/ssl/certs/; fi
+	cp config.json $(PLUGIN_DIR)/config.json
+
+plugin: plugin-rootfs
+	docker plugin create $(PLUGIN_NAME) $(PLUGIN_DIR)
+	@echo "created $(PLUGIN_NAME); see docs/admin-guide.md to set its mounts and enable it"
+
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -137,9 +137,52 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// The keys a policy may hold, by section: the parser accepts exactly
+// these, and Keys lists them for documentation checks.
+var (
+	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "db", "overrides", "allow_plugin_admin"}
+	dbKeys        = []string{"max_age"}
+	whitelistKeys = []string{"id", "package", "images", "expires", "reason"}
+	overrideKeys  = []string{"images", "threshold", "weights"}
+)
+
+// Keys lists every key a policy file may hold, in dotted form:
+// "weights.high", "whitelist[].id", "overrides[].weights.critical".
+func Keys() []string {
+	var out []string
+	for _, k := range topKeys {
+		switch k {
+		case "weights":
+			for _, s := range severityNames {
+				out = append(out, "weights."+s)
+			}
+		case "db":
+			for _, d := range dbKeys {
+				out = append(out, "db."+d)
+			}
+		case "whitelist":
+			for _, w := range whitelistKeys {
+				out = append(out, "whitelist[]."+w)
+			}
+		case "overrides":
+			for _, o := range overrideKeys {
+				if o == "weights" {
+					for _, s := range severityNames {
+						out = append(out, "overrides[].weights."+s)
+					}
+					continue
+				}
+				out = append(out, "overrides[]."+o)
+			}
+		default:
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 func (p *parser) policy(n *yaml.Node, pol *Policy) {
-	keys := []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "db", "overrides", "allow_plugin_admin"}
-	p.fields(n, "", keys, func(key string, v *yaml.Node, field string) {
+	p.fields(n, "", topKeys, func(key string, v *yaml.Node, field string) {
 		switch key {
 		case "threshold":
 			if t, ok := p.points(v, field); ok {
@@ -162,7 +205,7 @@ func (p *parser) policy(n *yaml.Node, pol *Policy) {
 		case "severity_source":
 			pol.SeveritySource = SeveritySource(p.enum(v, field, pol.SeveritySource, string(SourceVendor), string(SourceNVD), string(SourceHighest)))
 		case "db":
-			p.fields(v, field+".", []string{"max_age"}, func(_ string, v *yaml.Node, field string) {
+			p.fields(v, field+".", dbKeys, func(_ string, v *yaml.Node, field string) {
 				if d, ok := p.duration(v, field); ok {
 					pol.DB.MaxAge = d
 				}
@@ -336,7 +379,7 @@ func (p *parser) whitelist(n *yaml.Node, field string) []Entry {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		e := Entry{Line: c.Line}
 		hasID := false
-		p.fields(c, f+".", []string{"id", "package", "images", "expires", "reason"}, func(key string, v *yaml.Node, ff string) {
+		p.fields(c, f+".", whitelistKeys, func(key string, v *yaml.Node, ff string) {
 			switch key {
 			case "id":
 				if s, ok := p.str(v, ff); ok {
@@ -379,7 +422,7 @@ func (p *parser) overrides(n *yaml.Node, field string) []Override {
 	for i, c := range p.list(n, field) {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		o := Override{Line: c.Line}
-		p.fields(c, f+".", []string{"images", "threshold", "weights"}, func(key string, v *yaml.Node, ff string) {
+		p.fields(c, f+".", overrideKeys, func(key string, v *yaml.Node, ff string) {
 			switch key {
 			case "images":
 				o.Images = p.imagePatterns(v, ff)
