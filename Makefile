@@ -62,9 +62,9 @@ test: deps fmt vet unit fuzz
 bench: gomod
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Until the plugin lands (issue #6), the demo runs the IVE on saved reports:
-# it scores them under the default policy and under an admin's what-if.
-demo: build
+# The main job end to end on private daemons, with the embedded database
+# (or fresh data when the network is there). Needs root, like dockerd.
+demo: deps build
 	@bash scripts/demo.sh
 
 # Install on this host (as root): binary, systemd units, default policy,

@@ -51,8 +51,15 @@ func StartPlugin(t testing.TB, opts PluginOptions) *Plugin {
 		t:           t,
 	}
 	p.Spec = filepath.Join("/etc/docker/plugins", p.Name+".spec")
+	_, err := os.Stat(filepath.Dir(p.Spec))
+	madeDir := os.IsNotExist(err)
 	WriteFile(t, p.Spec, []byte("unix://"+p.Sock+"\n"))
-	t.Cleanup(func() { os.Remove(p.Spec) })
+	t.Cleanup(func() {
+		os.Remove(p.Spec)
+		if madeDir {
+			os.Remove(filepath.Dir(p.Spec)) // only if empty: another test may use it
+		}
+	})
 	p.start(filepath.Join(dir, "plugin.log"))
 	return p
 }
