@@ -10,7 +10,7 @@ LDFLAGS      := -X main.version=$(VERSION)
 BIN          := bin/divds-authz
 FUZZTIME     ?= 8s
 # Packages the end-to-end tests and the demo need from Debian.
-APT_PACKAGES := docker.io docker-registry rsyslog zstd
+APT_PACKAGES := docker.io docker-registry rsyslog zstd time systemd
 
 PREFIX       ?= /usr/local
 DESTDIR      ?=
@@ -59,8 +59,10 @@ fuzz: gomod
 
 test: deps fmt vet unit fuzz
 
-bench: gomod
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Every benchmark, printed as a table beside its target. Needs root (it
+# starts a private dockerd), like make test.
+bench: deps build
+	@bash scripts/bench.sh
 
 # The main job end to end on private daemons, with the embedded database
 # (or fresh data when the network is there). Needs root, like dockerd.

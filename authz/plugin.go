@@ -149,6 +149,11 @@ func requestID(ctx context.Context) string {
 // possible the decision is made here, since a deny in the response phase
 // cannot stop a streamed pull, push, load or build.
 func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
+	// Every API call passes through here: reads, which no gate concerns,
+	// are answered before any parsing. (An empty method is refused below.)
+	if readOnly(req.RequestMethod) {
+		return authorization.Response{Allow: true}
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
 	defer cancel()
@@ -196,6 +201,9 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 // AuthZRes sees the daemon's answer. Only a pull is acted on: its image
 // is scanned, and removed if it fails.
 func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
+	if !strings.EqualFold(req.RequestMethod, "POST") {
+		return authorization.Response{Allow: true}
+	}
 	start := time.Now()
 	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
 	// A streamed pull reaches here with status 0 (the daemon resets the
@@ -213,6 +221,15 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	defer cancel()
 	ctx = context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1)))
 	return p.respond(ctx, call, "response", start, p.gatePullAfter(ctx, call, pol))
+}
+
+// readOnly reports the methods no route gates (GET, HEAD, OPTIONS).
+func readOnly(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "get", "head", "options":
+		return true
+	}
+	return false
 }
 
 // verdictFor scans (or recalls) an image and turns errors into the

@@ -72,7 +72,7 @@ func (r *recorder) Record(rec audit.Record) {
 }
 
 // reports: image ID -> findings of that severity count
-func newPlugin(t *testing.T, pol *scoring.Policy, d *fakeDaemon, db Database, scans *atomic.Int32) (*Plugin, *recorder) {
+func newPlugin(t testing.TB, pol *scoring.Policy, d *fakeDaemon, db Database, scans *atomic.Int32) (*Plugin, *recorder) {
 	t.Helper()
 	scan := func(_ context.Context, id string) (*report.Report, uint64, error) {
 		scans.Add(1)

@@ -103,7 +103,8 @@ func (s *Scanner) Scan(ctx context.Context, src source.Source, store *vulnstore.
 
 func (s *Scanner) index(ctx context.Context, img *source.Image, st *Stats) (*index.Result, error) {
 	key := ""
-	if s.opts.Cache != nil {
+	useCache := s.opts.Cache != nil && !img.Unverified
+	if useCache {
 		key = IndexKey(img.Layers)
 		if res := s.opts.Cache.Index(key); res != nil {
 			st.IndexCached = true
@@ -117,7 +118,7 @@ func (s *Scanner) index(ctx context.Context, img *source.Image, st *Stats) (*ind
 	if err != nil {
 		return nil, err
 	}
-	if s.opts.Cache != nil {
+	if useCache {
 		s.opts.Cache.PutIndex(key, res)
 	}
 	return res, nil

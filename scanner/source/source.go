@@ -19,6 +19,11 @@ type Image struct {
 	// Warnings say what the source could not do as asked (a fallback
 	// taken, a second image in an archive ignored).
 	Warnings []string
+	// Unverified is set when layer contents were not checked against
+	// their diff IDs: such results must not be cached under those IDs,
+	// or a crafted archive could poison what later scans of a real image
+	// with the same IDs read.
+	Unverified bool
 }
 
 // Cached looks up a layer's FileSet by diff ID; nil when not cached.
