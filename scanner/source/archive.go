@@ -147,9 +147,9 @@ const maxStream = 64 << 30
 type archLayer struct {
 	err        error
 	unverified bool // read by seeking: diff ID not computed
-	diffID string
-	digest string
-	fs     *layerfs.FileSet
+	diffID     string
+	digest     string
+	fs         *layerfs.FileSet
 }
 
 // ReadArchive reads a `docker save` stream in one pass: the daemon's
