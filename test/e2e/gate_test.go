@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -165,6 +166,25 @@ func TestPushGate(t *testing.T) {
 	// Pushing every tag of a repository is gated too.
 	out, err = g.cli("push", "--all-tags", g.reg.Addr+"/bionic")
 	mustFail(t, "push --all-tags", out, err, "denied")
+
+	// Metrics and health.
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
+		res, err := http.Get("http://" + g.p.MetricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Fatalf("%s: %d %s", path, res.StatusCode, body)
+		}
+	}
+	if n := g.p.Metric(`divds_decisions_total{action="push",decision="deny"}`); n < 2 {
+		t.Fatalf("divds_decisions_total for denied pushes: %v", n)
+	}
+	if age := g.p.Metric("divds_database_age_seconds"); age <= 0 {
+		t.Fatalf("divds_database_age_seconds %v", age)
+	}
 }
 
 func TestPullGate(t *testing.T) {
@@ -262,9 +282,14 @@ func TestLoadAndPolicyChanges(t *testing.T) {
 		t.Fatalf("create after approving findings: %v\n%s\nplugin:\n%s", err, out, g.p.Proc.Tail())
 	}
 
-	// Audit mode allows everything and still audits.
+	// Audit mode allows everything and still audits. This reload comes
+	// from the file changing, with no signal.
 	g.d.MustCLI(t, "tag", "bionic:vuln", "bionic:audit")
-	g.reload(t, "mode: audit\n")
+	harness.WriteFile(t, g.policy, []byte("mode: audit\n"))
+	digest := policyDigest(t, g.policy)
+	harness.WaitFor(t, "the reload on a file change", 20*time.Second, func() bool {
+		return strings.Contains(g.p.Proc.Tail(), "policy reloaded (file changed)") && strings.Contains(g.p.Proc.Tail(), digest)
+	})
 	before := len(g.rs.Lines())
 	if out, err := g.cli("create", "bionic:audit", "/bin/true"); err != nil {
 		t.Fatalf("create in audit mode: %v\n%s", err, out)

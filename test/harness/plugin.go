@@ -104,7 +104,7 @@ func (p *Plugin) Metric(name string) float64 {
 	}
 	var sum float64
 	for _, l := range strings.Split(res, "\n") {
-		if strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") {
+		if strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") || (strings.Contains(name, "{") && strings.HasPrefix(l, strings.TrimSuffix(name, "}"))) {
 			var v float64
 			fmt.Sscanf(l[strings.LastIndex(l, " ")+1:], "%g", &v)
 			sum += v
