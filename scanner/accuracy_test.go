@@ -18,9 +18,9 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/divds/divds/internal/testdata"
+	"github.com/divds/divds/internal/testdb"
 	"github.com/divds/divds/report"
 	"github.com/divds/divds/scanner"
-	"github.com/divds/divds/scanner/bundle"
 	"github.com/divds/divds/scanner/mirror"
 	"github.com/divds/divds/scanner/source"
 	"github.com/divds/divds/scanner/updater"
@@ -38,22 +38,7 @@ func bundleDB(t testing.TB, name string) *vulnstore.Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := os.Open(testdata.Path(t, "bundles", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		ctx := context.Background()
-		b, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bundle.Import(ctx, b, f, bundle.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+		testdb.Import(t, dir, name)
 		v, _ = dbs.LoadOrStore(name, dir)
 	}
 	s, err := vulnstore.Open(vulnstore.Path(v.(string)))
@@ -125,24 +110,7 @@ func diff(a, b map[pair]bool) []pair {
 func copyDir(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
-	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if info.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testdata.CopyTree(t, src, dst)
 	return dst
 }
 

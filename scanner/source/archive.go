@@ -77,23 +77,11 @@ func readArchiveFile(ctx context.Context, f *os.File, want string, lim layerfs.L
 		if err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		name, ok := layerfs.Clean(hdr.Name)
-		if !ok {
-			return nil, fmt.Errorf("archive entry %q climbs out of the archive", hdr.Name)
+		name, regular, err := archiveEntry(hdr, links)
+		if err != nil {
+			return nil, err
 		}
-		if hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink {
-			target := hdr.Linkname
-			if hdr.Typeflag == tar.TypeSymlink && !strings.HasPrefix(target, "/") {
-				target = path.Join(path.Dir(name), target)
-			}
-			t, ok := layerfs.Clean(target)
-			if !ok {
-				return nil, fmt.Errorf("archive link %q -> %q climbs out of the archive", hdr.Name, hdr.Linkname)
-			}
-			links[name] = t
-			continue
-		}
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+		if !regular {
 			continue
 		}
 		// archive/tar reads whole blocks and no further: the file offset
@@ -107,7 +95,7 @@ func readArchiveFile(ctx context.Context, f *os.File, want string, lim layerfs.L
 		k, _ := sec.ReadAt(first, 0)
 		first = first[:k]
 		switch {
-		case strings.HasSuffix(name, ".json") || name == "repositories" || name == "oci-layout" || (len(first) > 0 && first[0] == '{'):
+		case isMetadata(name, first):
 			if hdr.Size > maxJSON {
 				return nil, fmt.Errorf("archive: %s is %d bytes, larger than the %d allowed for metadata", name, hdr.Size, maxJSON)
 			}
@@ -116,7 +104,7 @@ func readArchiveFile(ctx context.Context, f *os.File, want string, lim layerfs.L
 				return nil, fmt.Errorf("archive: read %s: %w", name, err)
 			}
 			jsons[name] = b
-		case strings.HasSuffix(name, "layer.tar") || strings.HasPrefix(name, "blobs/"):
+		case isLayer(name):
 			var l *archLayer
 			if bytes.HasPrefix(first, []byte{0x1f, 0x8b}) || bytes.HasPrefix(first, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 				l, err = readLayerBlob(ctx, sec, lim) // compressed: stream it
@@ -180,29 +168,16 @@ func ReadArchive(ctx context.Context, r io.Reader, want string, lim layerfs.Limi
 		if err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		name, ok := layerfs.Clean(hdr.Name)
-		if !ok {
-			return nil, fmt.Errorf("archive entry %q climbs out of the archive", hdr.Name)
+		name, regular, err := archiveEntry(hdr, links)
+		if err != nil {
+			return nil, err
 		}
-		switch hdr.Typeflag {
-		case tar.TypeSymlink, tar.TypeLink:
-			target := hdr.Linkname
-			if hdr.Typeflag == tar.TypeSymlink && !strings.HasPrefix(target, "/") {
-				target = path.Join(path.Dir(name), target)
-			}
-			t, ok := layerfs.Clean(target)
-			if !ok {
-				return nil, fmt.Errorf("archive link %q -> %q climbs out of the archive", hdr.Name, hdr.Linkname)
-			}
-			links[name] = t
-			continue
-		case tar.TypeReg, tar.TypeRegA:
-		default:
+		if !regular {
 			continue
 		}
 		br := bufio.NewReaderSize(tr, 64<<10)
 		head, _ := br.Peek(1)
-		if strings.HasSuffix(name, ".json") || name == "repositories" || name == "oci-layout" || (len(head) == 1 && head[0] == '{') {
+		if isMetadata(name, head) {
 			if hdr.Size > maxJSON {
 				return nil, fmt.Errorf("archive: %s is %d bytes, larger than the %d allowed for metadata", name, hdr.Size, maxJSON)
 			}
@@ -213,7 +188,7 @@ func ReadArchive(ctx context.Context, r io.Reader, want string, lim layerfs.Limi
 			jsons[name] = b
 			continue
 		}
-		if !strings.HasSuffix(name, "layer.tar") && !strings.HasPrefix(name, "blobs/") {
+		if !isLayer(name) {
 			continue // legacy VERSION files and the like
 		}
 		l, err := readLayerBlob(ctx, br, lim)
@@ -228,6 +203,43 @@ func ReadArchive(ctx context.Context, r io.Reader, want string, lim layerfs.Limi
 		layers[name] = l
 	}
 	return assemble(jsons, layers, links, want)
+}
+
+// archiveEntry checks an entry of the outer archive: its clean name, and
+// whether it is a regular file to look at. Links are recorded in links
+// (docker save links duplicate layers); other entries are skipped.
+func archiveEntry(hdr *tar.Header, links map[string]string) (string, bool, error) {
+	name, ok := layerfs.Clean(hdr.Name)
+	if !ok {
+		return "", false, fmt.Errorf("archive entry %q climbs out of the archive", hdr.Name)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeSymlink, tar.TypeLink:
+		target := hdr.Linkname
+		if hdr.Typeflag == tar.TypeSymlink && !strings.HasPrefix(target, "/") {
+			target = path.Join(path.Dir(name), target)
+		}
+		t, ok := layerfs.Clean(target)
+		if !ok {
+			return "", false, fmt.Errorf("archive link %q -> %q climbs out of the archive", hdr.Name, hdr.Linkname)
+		}
+		links[name] = t
+		return name, false, nil
+	case tar.TypeReg, tar.TypeRegA:
+		return name, true, nil
+	}
+	return name, false, nil
+}
+
+// isMetadata tells the archive's JSON (manifests, configs) from layers.
+func isMetadata(name string, first []byte) bool {
+	return strings.HasSuffix(name, ".json") || name == "repositories" || name == "oci-layout" || (len(first) > 0 && first[0] == '{')
+}
+
+// isLayer names the entries that may be layers: legacy <id>/layer.tar and
+// OCI blobs.
+func isLayer(name string) bool {
+	return strings.HasSuffix(name, "layer.tar") || strings.HasPrefix(name, "blobs/")
 }
 
 // readLayerBlob reduces one layer blob (plain, gzip or zstd tar) to its

@@ -11,31 +11,7 @@ import (
 	"github.com/divds/divds/internal/testdata"
 )
 
-// copyTree copies src into dst (test mirrors that a test must change).
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if info.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(target, b, 0o644); err != nil {
-			return err
-		}
-		return os.Chtimes(target, info.ModTime(), info.ModTime())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func copyTree(t *testing.T, src, dst string) { testdata.CopyTree(t, src, dst) }
 
 func TestDebianEmptyReleasesList(t *testing.T) {
 	asIs := testdata.Path(t, "mirror", "_as-is", "security-tracker.debian.org", "tracker", "data", "json")

@@ -11,8 +11,7 @@ import (
 	"github.com/quay/claircore/libvuln/driver"
 	"github.com/quay/claircore/toolkit/types"
 
-	"github.com/divds/divds/internal/testdata"
-	"github.com/divds/divds/scanner/bundle"
+	"github.com/divds/divds/internal/testdb"
 	"github.com/divds/divds/scanner/vulnstore"
 )
 
@@ -28,22 +27,7 @@ func bionicDB(b *testing.B) string {
 		if err != nil {
 			b.Fatal(err)
 		}
-		f, err := os.Open(testdata.Path(b, "bundles", "ubuntu-bionic-oval-2021-08-31.jsonl.zst"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		ctx := context.Background()
-		bl, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := bundle.Import(ctx, bl, f, bundle.Options{}); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := bl.Commit(ctx); err != nil {
-			b.Fatal(err)
-		}
+		testdb.Import(b, dir, "ubuntu-bionic-oval-2021-08-31.jsonl.zst")
 		bionicDir = dir
 	})
 	return bionicDir

@@ -3,7 +3,6 @@ package vulnstore
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -361,19 +360,18 @@ func (b *Builder) copyForward(ctx context.Context) error {
 		}
 		ec := tx.Bucket(bucketEnrich).Cursor()
 		for k, _ := ec.First(); k != nil; k, _ = ec.Next() {
-			parts := bytes.SplitN(k, []byte{0}, 3)
-			if len(parts) != 3 || len(parts[2]) != 8 {
-				return fmt.Errorf("previous database: bad enrichment key %q", k)
+			name, tag, old, err := splitEnrichKey(k)
+			if err != nil {
+				return fmt.Errorf("previous database: %w", err)
 			}
-			name := string(parts[0])
 			if b.replaced[name] {
 				continue
 			}
-			id, err := remap(binary.BigEndian.Uint64(parts[2]))
+			id, err := remap(old)
 			if err != nil {
 				return err
 			}
-			b.enidx = append(b.enidx, append(indexPrefix(name, string(parts[1])), idKey(id)...))
+			b.enidx = append(b.enidx, append(indexPrefix(name, tag), idKey(id)...))
 		}
 		return nil
 	})

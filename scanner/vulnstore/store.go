@@ -582,16 +582,16 @@ func (s *Store) EachEnrichment(ctx context.Context, fn func(updater string, rec 
 		seen := map[string]bool{}
 		c := tx.Bucket(bucketEnrich).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			parts := bytes.SplitN(k, []byte{0}, 3)
-			if len(parts) != 3 || len(parts[2]) != 8 {
-				return fmt.Errorf("bad enrichment key %q", k)
+			updater, _, id, err := splitEnrichKey(k)
+			if err != nil {
+				return err
 			}
-			key := string(parts[0]) + "\x00" + string(parts[2])
+			key := fmt.Sprintf("%s\x00%d", updater, id)
 			if seen[key] {
 				continue // a record with several tags is indexed once per tag
 			}
 			seen[key] = true
-			b, err := r.blob(binary.BigEndian.Uint64(parts[2]))
+			b, err := r.blob(id)
 			if err != nil {
 				return err
 			}
@@ -599,10 +599,19 @@ func (s *Store) EachEnrichment(ctx context.Context, fn func(updater string, rec 
 			if err := json.Unmarshal(b, &rec); err != nil {
 				return fmt.Errorf("enrichment: %w", err)
 			}
-			if err := fn(string(parts[0]), rec); err != nil {
+			if err := fn(updater, rec); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// splitEnrichKey reads an enrichment index key: updater, tag, blob id.
+func splitEnrichKey(k []byte) (updater, tag string, id uint64, err error) {
+	parts := bytes.SplitN(k, []byte{0}, 3)
+	if len(parts) != 3 || len(parts[2]) != 8 {
+		return "", "", 0, fmt.Errorf("bad enrichment key %q", k)
+	}
+	return string(parts[0]), string(parts[1]), binary.BigEndian.Uint64(parts[2]), nil
 }

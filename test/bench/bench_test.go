@@ -19,8 +19,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/divds/divds/internal/testdata"
+	"github.com/divds/divds/internal/testdb"
 	"github.com/divds/divds/scanner"
-	"github.com/divds/divds/scanner/bundle"
 	"github.com/divds/divds/scanner/cache"
 	"github.com/divds/divds/scanner/layerfs"
 	"github.com/divds/divds/scanner/source"
@@ -28,25 +28,7 @@ import (
 	"github.com/divds/divds/test/harness"
 )
 
-func importBundle(b *testing.B, dir, name string) {
-	b.Helper()
-	f, err := os.Open(testdata.Path(b, "bundles", name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	ctx := context.Background()
-	bl, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bundle.Import(ctx, bl, f, bundle.Options{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := bl.Commit(ctx); err != nil {
-		b.Fatal(err)
-	}
-}
+func importBundle(b *testing.B, dir, name string) { testdb.Import(b, dir, name) }
 
 // bigImage builds a 5-layer image of about 105 MB whose first layer holds
 // the bionic package database.

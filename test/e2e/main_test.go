@@ -5,7 +5,6 @@ package e2e
 import (
 	"archive/tar"
 	"compress/gzip"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/divds/divds/internal/testdata"
-	"github.com/divds/divds/scanner/bundle"
+	"github.com/divds/divds/internal/testdb"
 	"github.com/divds/divds/scanner/vulnstore"
 )
 
@@ -53,24 +52,7 @@ func stateWith(t *testing.T, bundles ...string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, b := range bundles {
-			f, err := os.Open(testdata.Path(t, "bundles", b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			bl, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := bundle.Import(ctx, bl, f, bundle.Options{}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := bl.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-		}
+		testdb.Import(t, dir, bundles...)
 		src, _ = stateDirs.LoadOrStore(key, dir)
 	}
 	dst := t.TempDir()
@@ -181,24 +163,4 @@ func untarGz(t *testing.T, path, dir string) {
 }
 
 // copyTree copies src into dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		if info.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+func copyTree(t *testing.T, src, dst string) { testdata.CopyTree(t, src, dst) }
