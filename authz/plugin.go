@@ -60,6 +60,9 @@ type Options struct {
 	PluginName string
 	// Timeout bounds one decision (scans included); default 2 minutes.
 	Timeout time.Duration
+	// RemoteScan scans an image in its registry, for pull_scan: before.
+	// Nil makes such pulls follow on_error.
+	RemoteScan ScanFunc
 }
 
 // Plugin implements authorization.Plugin.
@@ -337,11 +340,45 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 			return d
 		}
 	}
+	if pol.PullScan == scoring.PullScanBefore {
+		return p.remoteVerdict(ctx, ref, pol)
+	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil {
 		return decision{allow: true, image: ref, reason: "decided after the pull"}
 	}
 	return p.verdictFor(ctx, "pull", ref, info.ID, pol)
+}
+
+// remoteVerdict scans the image in its registry before the daemon pulls
+// it (pull_scan: before).
+func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Policy) decision {
+	d := decision{image: ref}
+	rev, err := p.opts.Database.Revision(pol)
+	if err == nil && p.opts.RemoteScan == nil {
+		err = errors.New("pull_scan: before needs registry scanning, which this plugin was started without")
+	}
+	if err == nil {
+		var v *Verdict
+		if v, err = p.opts.Verdicts.GetRemote(ctx, ref, rev, pol, p.opts.RemoteScan); err == nil {
+			d.verdict, d.imageID, d.reason = v, v.ImageID, "scanned in the registry"
+			d.allow = v.Verdict != scoring.Deny
+			if !d.allow {
+				d.reason = "score"
+				d.msg = fmt.Sprintf("pull of %s denied before the pull: %s. Approve findings in %s; details: divds-authz scan --remote %s",
+					ref, v.Summary, p.opts.PolicyPath, ref)
+			}
+			return d
+		}
+	}
+	d.err, d.reason = err, "error"
+	if pol.OnError == scoring.OnErrorAllow {
+		d.allow = true
+		return d
+	}
+	d.msg = fmt.Sprintf("pull of %s denied: it could not be scanned in the registry (pull_scan: before): %v. Give the plugin registry credentials (serve --registry-auth), use pull_scan: after, or set on_error: allow in %s",
+		ref, err, p.opts.PolicyPath)
+	return d
 }
 
 // recheckQuarantine keeps a quarantine while the image still fails

@@ -25,9 +25,10 @@ var (
 	bucketQuarantine = []byte("quarantine") // imageID -> Quarantined
 )
 
-// ScanFunc scans an image by ID against the database of the given
-// revision; the caller's wiring picks the source and the store.
-type ScanFunc func(ctx context.Context, imageID string) (*report.Report, uint64, error)
+// ScanFunc scans an image, by local ID or (for pull_scan: before) by
+// registry reference, and returns its report and the database revision
+// it was matched against; the caller's wiring picks source and store.
+type ScanFunc func(ctx context.Context, image string) (*report.Report, uint64, error)
 
 // Verdict is a decision about one image under one database revision and
 // one policy, cached and persisted.
@@ -142,6 +143,42 @@ func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.
 	if err != nil {
 		return nil, err
 	}
+	return v.evaluate(rep, id, rev, pol, refs, cacheable), nil
+}
+
+// GetRemote scans an image in a registry (pull_scan: before) with scan,
+// and returns its verdict, cached under the image ID the registry gives
+// (the ID the image will have once pulled).
+func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *scoring.Policy, scan ScanFunc) (*Verdict, error) {
+	ch := v.group.DoChan("remote|"+ref, func() (any, error) {
+		r, gotRev, err := scan(context.WithoutCancel(ctx), ref)
+		if err != nil {
+			return nil, err
+		}
+		trimmed := trim(r)
+		if gotRev == rev && r.Image.ID != "" {
+			v.put(bucketReports, reportKey(r.Image.ID, rev), trimmed)
+		}
+		return trimmed, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		rep := res.Val.(*report.Report)
+		if vd := v.Cached(rep.Image.ID, rev, pol); vd != nil && !dependsOnRefs(pol) {
+			return vd, nil
+		}
+		return v.evaluate(rep, rep.Image.ID, rev, pol, []string{ref}, !dependsOnRefs(pol)), nil
+	}
+}
+
+// evaluate turns a report into a verdict, caching it when it does not
+// depend on the request's names.
+func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scoring.Policy, refs []string, cacheable bool) *Verdict {
 	r := *rep
 	r.Image.Names = append(append([]string{}, rep.Image.Names...), refs...)
 	now := v.now()
@@ -166,7 +203,7 @@ func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.
 		v.mu.Unlock()
 		v.put(bucketVerdicts, key, vd)
 	}
-	return vd, nil
+	return vd
 }
 
 // dependsOnRefs reports whether a policy looks at image names at all.

@@ -19,6 +19,7 @@ type NormalizedPolicy struct {
 	OnError          OnError              `yaml:"on_error" json:"on_error"`
 	Unfixed          Unfixed              `yaml:"unfixed" json:"unfixed"`
 	SeveritySource   SeveritySource       `yaml:"severity_source" json:"severity_source"`
+	PullScan         PullScan             `yaml:"pull_scan" json:"pull_scan"`
 	DB               NormalizedDB         `yaml:"db" json:"db"`
 	Whitelist        []NormalizedEntry    `yaml:"whitelist" json:"whitelist"`
 	Overrides        []NormalizedOverride `yaml:"overrides,omitempty" json:"overrides,omitempty"`
@@ -70,6 +71,7 @@ func (p *Policy) Normalized() NormalizedPolicy {
 		OnError:          p.OnError,
 		Unfixed:          p.Unfixed,
 		SeveritySource:   p.SeveritySource,
+		PullScan:         p.PullScan,
 		DB:               NormalizedDB{MaxAge: FormatDuration(p.DB.MaxAge)},
 		Whitelist:        []NormalizedEntry{},
 		AllowPluginAdmin: p.AllowPluginAdmin,

@@ -68,6 +68,19 @@ const (
 	SourceHighest SeveritySource = "highest"
 )
 
+// PullScan says when a pull is scanned.
+type PullScan string
+
+const (
+	// PullScanAfter lets the daemon pull, then scans what arrived and
+	// removes it if it fails (the design's flow; the default).
+	PullScanAfter PullScan = "after"
+	// PullScanBefore scans the image in the registry first and denies the
+	// pull itself, so a failing image never lands; it needs registry
+	// access (anonymous, or credentials the admin gives the plugin).
+	PullScanBefore PullScan = "before"
+)
+
 // DBPolicy holds the database requirements.
 type DBPolicy struct {
 	// MaxAge is the oldest a vulnerability database may be before a gate
@@ -113,6 +126,7 @@ type Policy struct {
 	OnError        OnError
 	Unfixed        Unfixed
 	SeveritySource SeveritySource
+	PullScan       PullScan
 	DB             DBPolicy
 	Overrides      []Override
 	// AllowPluginAdmin lets the Docker API disable, remove, reconfigure or
@@ -137,6 +151,7 @@ func Default() *Policy {
 		OnError:        OnErrorDeny,
 		Unfixed:        UnfixedCount,
 		SeveritySource: SourceVendor,
+		PullScan:       PullScanAfter,
 		DB:             DBPolicy{MaxAge: DefaultMaxAge},
 	}
 }

@@ -41,6 +41,7 @@ type serveFlags struct {
 	pluginName     string
 	updateInterval time.Duration
 	mirror         string
+	registryAuth   string
 }
 
 func (a *app) serveCmd() *cobra.Command {
@@ -67,6 +68,7 @@ reloads the policy on SIGHUP or when the file changes.`,
 	fl.StringVar(&f.pluginName, "plugin-name", "divds", "the plugin's name as the daemon knows it (self-protection)")
 	fl.DurationVar(&f.updateInterval, "update-interval", 6*time.Hour, "time between background database updates")
 	fl.StringVar(&f.mirror, "mirror", "", "background updates read this offline mirror instead of the network")
+	fl.StringVar(&f.registryAuth, "registry-auth", "", "a docker config.json with registry credentials, for pull_scan: before (default: anonymous)")
 	return cmd
 }
 
@@ -175,6 +177,24 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		}
 		return rep, s.Revision(), nil
 	}
+	remoteScan := func(ctx context.Context, ref string) (*report.Report, uint64, error) {
+		s, release, err := handle.Acquire()
+		if err != nil {
+			return nil, 0, err
+		}
+		defer release()
+		src := source.Registry{Ref: ref}
+		if f.registryAuth != "" {
+			src.Keychain = source.ConfigKeychain{Path: f.registryAuth}
+		}
+		start := time.Now()
+		defer func() { metrics.ObserveScan(time.Since(start).Seconds()) }()
+		rep, _, err := sc.Scan(ctx, src, s)
+		if err != nil {
+			return nil, 0, err
+		}
+		return rep, s.Revision(), nil
+	}
 	verdicts, err := authz.OpenVerdicts(a.stateDir, scan)
 	if err != nil {
 		return err
@@ -188,7 +208,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	auditor := audit.Multi{sys, audit.NewJSON(a.stderr)}
 	plugin := authz.New(pol, authz.Options{
 		Daemon: daemon, Verdicts: verdicts, Database: db, Auditor: auditor, Metrics: metrics, Log: log,
-		PolicyPath: a.policyPath, PluginName: f.pluginName,
+		PolicyPath: a.policyPath, PluginName: f.pluginName, RemoteScan: remoteScan,
 	})
 
 	l, activated, err := listen(f.socket)

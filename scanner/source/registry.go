@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+
+	"github.com/docker/cli/cli/config"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -134,4 +137,40 @@ func readRemoteLayer(ctx context.Context, l v1.Layer, diffID string, lim layerfs
 		return nil, fmt.Errorf("content is %s, the config says %s", got, diffID)
 	}
 	return fs, nil
+}
+
+// ConfigKeychain gives the credentials of one docker config.json file,
+// such as the ones an admin provides the plugin (the users' own are not
+// passed to authorization plugins). Registries it has no entry for are
+// accessed anonymously.
+type ConfigKeychain struct {
+	Path string
+}
+
+// Resolve implements authn.Keychain.
+func (k ConfigKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	f, err := os.Open(k.Path)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials: %w", err)
+	}
+	defer f.Close()
+	cf, err := config.LoadFromReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials %s: %w", k.Path, err)
+	}
+	key := r.RegistryStr()
+	if key == name.DefaultRegistry {
+		key = authn.DefaultAuthKey
+	}
+	ac, err := cf.GetAuthConfig(key)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials for %s: %w", key, err)
+	}
+	if ac.Username == "" && ac.Password == "" && ac.Auth == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+		return authn.Anonymous, nil
+	}
+	return authn.FromConfig(authn.AuthConfig{
+		Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
+		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+	}), nil
 }

@@ -594,3 +594,29 @@ func TestConcurrentPulls(t *testing.T) {
 		t.Fatalf("%v scans for 3 images", n)
 	}
 }
+
+// TestPullScanBefore: with pull_scan: before, the image is scanned in the
+// registry and the pull itself is denied: docker pull fails and the image
+// never lands. A clean image still pulls.
+func TestPullScanBefore(t *testing.T) {
+	g := startGate(t, "pull_scan: before\n")
+	bionicTar := filepath.Join(g.tars, "bionic.tar")
+	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
+	vuln := g.reg.Addr + "/bionic:vuln"
+	g.seedRegistry(t, bionicTar, vuln)
+	root := t.TempDir()
+	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+	alpineTar := filepath.Join(g.tars, "alpine.tar")
+	tarDir(t, root, alpineTar)
+	clean := g.reg.Addr + "/clean:1"
+	g.seedRegistry(t, alpineTar, clean)
+
+	out, err := g.cli("pull", vuln)
+	mustFail(t, "pull with pull_scan: before", out, err, "denied before the pull: image score "+bionicScore)
+	if g.present(vuln) {
+		t.Fatal("the image landed")
+	}
+	if out, err := g.cli("pull", clean); err != nil {
+		t.Fatalf("clean pull: %v\n%s", err, out)
+	}
+}
