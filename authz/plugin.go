@@ -35,6 +35,8 @@ type Daemon interface {
 	// Untag removes one reference (forcing, as a pull's result must go);
 	// the image is deleted when nothing else holds it.
 	Untag(ctx context.Context, ref string) error
+	// ContainerImage returns the image ID a container was created from.
+	ContainerImage(ctx context.Context, container string) (string, error)
 }
 
 // Database reports the state of the vulnerability database.
@@ -186,6 +188,11 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 			return authorization.Response{Allow: true}
 		}
 		d = p.gateCreate(ctx, call, pol)
+	case ActStart:
+		if !pol.Gated(scoring.ActionRun) {
+			return authorization.Response{Allow: true}
+		}
+		d = p.gateStart(ctx, call, pol)
 	case ActPluginAdmin:
 		d = p.gatePluginAdmin(call, pol)
 		if d.allow {
@@ -510,6 +517,24 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 		return p.recheckQuarantine(ctx, "run", ref, q, pol)
 	}
 	return p.verdictFor(ctx, "run", ref, info.ID, pol)
+}
+
+// gateStart checks a container's image again when it starts: a container
+// created before DIVDS was enabled, or under mode: audit, must not run an
+// image the policy now denies.
+func (p *Plugin) gateStart(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	what := "container " + call.Name
+	id, err := p.opts.Daemon.ContainerImage(ctx, call.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return decision{allow: true, image: what, reason: "no such container"}
+	case err != nil:
+		return p.daemonError(ctx, "run", what, pol, err)
+	}
+	if q, ok := p.opts.Verdicts.Quarantined(id); ok {
+		return p.recheckQuarantine(ctx, "run", what, q, pol)
+	}
+	return p.verdictFor(ctx, "run", what, id, pol)
 }
 
 // gatePluginAdmin refuses disabling, removing, reconfiguring or

@@ -48,6 +48,16 @@ func (d *fakeDaemon) Repo(_ context.Context, repo string) ([]ImageInfo, error) {
 	return out, nil
 }
 
+func (d *fakeDaemon) ContainerImage(_ context.Context, id string) (string, error) {
+	switch id {
+	case "oldvuln":
+		return "sha256:vuln", nil
+	case "oldok":
+		return "sha256:ok", nil
+	}
+	return "", fmt.Errorf("%w: container %s", ErrNotFound, id)
+}
+
 func (d *fakeDaemon) Untag(_ context.Context, ref string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -121,6 +131,9 @@ func TestGates(t *testing.T) {
 		{"push gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/images/app/push?tag=vuln", ""), true, nil},
 		{"run vulnerable", nil, req("POST", "/containers/create", `{"Image":"app:vuln"}`), false, []string{"run of app:vuln denied: image score 238.50"}},
 		{"run clean", nil, req("POST", "/containers/create", `{"Image":"app:ok"}`), true, nil},
+		{"start of an old container of a failing image", nil, req("POST", "/v1.41/containers/oldvuln/start", ""), false, []string{"run of container oldvuln denied: image score"}},
+		{"start of an old container of a clean image", nil, req("POST", "/containers/oldok/start", ""), true, nil},
+		{"start of no container", nil, req("POST", "/containers/nope/start", ""), true, nil},
 		{"run absent image", nil, req("POST", "/containers/create", `{"Image":"nope"}`), true, nil},
 		{"run malformed", nil, req("POST", "/containers/create", ``), false, []string{"request refused", "without a JSON body"}},
 		{"audit mode", func(p *scoring.Policy) { p.Mode = scoring.ModeAudit }, req("POST", "/containers/create", `{"Image":"app:vuln"}`), true, nil},

@@ -24,6 +24,7 @@ const (
 	ActImport      Action = "import"
 	ActPush        Action = "push"
 	ActCreate      Action = "create"
+	ActStart       Action = "start"
 	ActLoad        Action = "load"
 	ActBuild       Action = "build"
 	ActCommit      Action = "commit"
@@ -47,6 +48,7 @@ var routes = []route{
 	{[]string{"POST"}, regexp.MustCompile(`^/images/create$`), ActPull}, // or import: see Parse
 	{[]string{"POST"}, regexp.MustCompile(`^/images/(?P<name>.+)/push$`), ActPush},
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/create$`), ActCreate},
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>[^/]+)/start$`), ActStart},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/load$`), ActLoad},
 	{[]string{"POST"}, regexp.MustCompile(`^/build$`), ActBuild},
 	{[]string{"POST"}, regexp.MustCompile(`^/commit$`), ActCommit},

@@ -58,6 +58,18 @@ func (d Daemon) Untag(ctx context.Context, ref string) error {
 	return err
 }
 
+// ContainerImage implements authz.Daemon.
+func (d Daemon) ContainerImage(ctx context.Context, id string) (string, error) {
+	c, err := d.C.ContainerInspect(ctx, id)
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			return "", fmt.Errorf("%w: container %s", authz.ErrNotFound, id)
+		}
+		return "", err
+	}
+	return c.Image, nil
+}
+
 // arrivalActions are the image events after which an image may be new.
 var arrivalActions = map[events.Action]bool{
 	events.ActionPull: true, events.ActionLoad: true, events.ActionImport: true,

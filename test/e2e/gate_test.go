@@ -303,6 +303,14 @@ func TestLoadAndPolicyChanges(t *testing.T) {
 		return false
 	})
 
+	// A container created under audit mode does not start once the
+	// policy enforces again.
+	id := strings.TrimSpace(g.d.MustCLI(t, "create", "bionic:audit", "/bin/true"))
+	g.reload(t, "mode: enforce\n")
+	out, err = g.cli("start", id)
+	mustFail(t, "start of a container created in audit mode", out, err, "divds", "denied")
+	g.reload(t, "mode: audit\n")
+
 	// An invalid policy is refused; the one in force stays.
 	harness.WriteFile(t, g.policy, []byte("threshold: lots\n"))
 	g.p.Proc.Signal(syscall.SIGHUP)
