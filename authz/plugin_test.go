@@ -251,6 +251,25 @@ func TestPullAfterRemovesAndQuarantines(t *testing.T) {
 	}
 }
 
+func TestPrune(t *testing.T) {
+	var scans atomic.Int32
+	p, _ := newPlugin(t, scoring.Default(), images(), fakeDB{}, &scans)
+	p.AuthZReq(req("POST", "/containers/create", `{"Image":"app:vuln"}`))
+	v := p.opts.Verdicts
+	if n, err := v.Prune(7); err != nil || n != 0 {
+		t.Fatalf("pruned %d of the current revision: %v", n, err)
+	}
+	if !v.Scanned("sha256:vuln", 7) {
+		t.Fatal("report lost")
+	}
+	if n, err := v.Prune(8); err != nil || n != 2 {
+		t.Fatalf("pruned %d, want the report and the verdict: %v", n, err)
+	}
+	if v.Scanned("sha256:vuln", 7) || v.Cached("sha256:vuln", 7, scoring.Default()) != nil {
+		t.Fatal("old revision kept")
+	}
+}
+
 func TestConcurrentRequestsScanOnce(t *testing.T) {
 	var scans atomic.Int32
 	p, _ := newPlugin(t, scoring.Default(), images(), fakeDB{}, &scans)

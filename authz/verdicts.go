@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -345,4 +346,47 @@ func (v *Verdicts) put(bucket []byte, key string, val any) error {
 		return err
 	}
 	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), raw) })
+}
+
+// Prune deletes the reports and verdicts of database revisions other
+// than keep: after an update they can never be used again, and without
+// pruning the store would grow with every update. Quarantines are kept.
+func (v *Verdicts) Prune(keep uint64) (int, error) {
+	suffix := fmt.Sprintf("|%d", keep)
+	n := 0
+	err := v.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketReports, bucketVerdicts} {
+			b := tx.Bucket(name)
+			isVerdict := string(name) == string(bucketVerdicts)
+			var dead [][]byte
+			b.ForEach(func(k, _ []byte) error {
+				key := string(k)
+				if isVerdict {
+					// id|rev|digest: drop the digest.
+					if i := strings.LastIndex(key, "|"); i > 0 {
+						key = key[:i]
+					}
+				}
+				if !strings.HasSuffix(key, suffix) {
+					dead = append(dead, append([]byte(nil), k...))
+				}
+				return nil
+			})
+			for _, k := range dead {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n += len(dead)
+		}
+		return nil
+	})
+	v.mu.Lock()
+	for k := range v.mem {
+		if i := strings.LastIndex(k, "|"); i < 0 || !strings.HasSuffix(k[:i], suffix) {
+			delete(v.mem, k)
+		}
+	}
+	v.mu.Unlock()
+	return n, err
 }

@@ -272,7 +272,11 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 			case <-t.C:
 				if changed, err := handle.Reload(); changed {
 					m, _ := handle.Meta()
-					log.WithField("revision", m.Revision).Info("vulnerability database changed; verdicts will be recomputed")
+					n, perr := verdicts.Prune(m.Revision)
+					if perr != nil {
+						log.WithError(perr).Warn("pruning old verdicts failed")
+					}
+					log.WithFields(logrus.Fields{"revision": m.Revision, "pruned": n}).Info("vulnerability database changed; verdicts will be recomputed")
 				} else if err != nil && !errors.Is(err, vulnstore.ErrNotExist) {
 					log.WithError(err).Warn("vulnerability database reload failed; the previous one stays in use")
 				}
