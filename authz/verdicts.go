@@ -162,19 +162,14 @@ func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *s
 		}
 		return trimmed, nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		rep := res.Val.(*report.Report)
-		if vd := v.Cached(rep.Image.ID, rev, pol); vd != nil && !dependsOnRefs(pol) {
-			return vd, nil
-		}
-		return v.evaluate(rep, rep.Image.ID, rev, pol, []string{ref}, !dependsOnRefs(pol)), nil
+	rep, err := await(ctx, ch)
+	if err != nil {
+		return nil, err
 	}
+	if vd := v.Cached(rep.Image.ID, rev, pol); vd != nil && !dependsOnRefs(pol) {
+		return vd, nil
+	}
+	return v.evaluate(rep, rep.Image.ID, rev, pol, []string{ref}, !dependsOnRefs(pol)), nil
 }
 
 // evaluate turns a report into a verdict, caching it when it does not
@@ -240,6 +235,12 @@ func (v *Verdicts) report(ctx context.Context, id string, rev uint64) (*report.R
 		}
 		return trimmed, nil
 	})
+	return await(ctx, ch)
+}
+
+// await waits for a shared scan, or for the caller's context to end (the
+// scan goes on for the others).
+func await(ctx context.Context, ch <-chan singleflight.Result) (*report.Report, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()

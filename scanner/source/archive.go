@@ -60,6 +60,36 @@ func (a Archive) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*
 // not need.
 func readArchiveFile(ctx context.Context, f *os.File, want string, lim layerfs.Limits) (*Image, error) {
 	tr := tar.NewReader(f) // f seeks: Next skips entry data without reading it
+	return walkArchive(ctx, tr, want, func(hdr *tar.Header, name string) (entryReader, []byte, error) {
+		// archive/tar reads whole blocks and no further: the file offset
+		// is where this entry's data starts.
+		off, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, nil, fmt.Errorf("archive: %w", err)
+		}
+		sec := io.NewSectionReader(f, off, hdr.Size)
+		first := make([]byte, 4)
+		k, _ := sec.ReadAt(first, 0)
+		return sec, first[:k], nil
+	}, func(ctx context.Context, r entryReader, first []byte) (*archLayer, error) {
+		if bytes.HasPrefix(first, []byte{0x1f, 0x8b}) || bytes.HasPrefix(first, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+			return readLayerBlob(ctx, r, lim) // compressed: stream it
+		}
+		fs, err := layerfs.FromTar(ctx, r, lim)
+		return &archLayer{fs: fs, unverified: true}, err
+	})
+}
+
+// entryReader reads one entry's data.
+type entryReader = io.Reader
+
+// walkArchive is the one pass over an outer archive both readers share:
+// it bounds the entries, records links, reads metadata (bounded) and hands
+// each possible layer to readLayer. open returns an entry's reader and its
+// first bytes.
+func walkArchive(ctx context.Context, tr *tar.Reader, want string,
+	open func(hdr *tar.Header, name string) (entryReader, []byte, error),
+	readLayer func(ctx context.Context, r entryReader, first []byte) (*archLayer, error)) (*Image, error) {
 	jsons := map[string][]byte{}
 	layers := map[string]*archLayer{}
 	links := map[string]string{}
@@ -84,43 +114,33 @@ func readArchiveFile(ctx context.Context, f *os.File, want string, lim layerfs.L
 		if !regular {
 			continue
 		}
-		// archive/tar reads whole blocks and no further: the file offset
-		// is where this entry's data starts.
-		off, err := f.Seek(0, io.SeekCurrent)
+		r, first, err := open(hdr, name)
 		if err != nil {
-			return nil, fmt.Errorf("archive: %w", err)
+			return nil, err
 		}
-		sec := io.NewSectionReader(f, off, hdr.Size)
-		first := make([]byte, 4)
-		k, _ := sec.ReadAt(first, 0)
-		first = first[:k]
 		switch {
 		case isMetadata(name, first):
 			if hdr.Size > maxJSON {
 				return nil, fmt.Errorf("archive: %s is %d bytes, larger than the %d allowed for metadata", name, hdr.Size, maxJSON)
 			}
-			b, err := io.ReadAll(io.LimitReader(sec, maxJSON))
+			b, err := io.ReadAll(io.LimitReader(r, maxJSON))
 			if err != nil {
 				return nil, fmt.Errorf("archive: read %s: %w", name, err)
 			}
 			jsons[name] = b
 		case isLayer(name):
-			var l *archLayer
-			if bytes.HasPrefix(first, []byte{0x1f, 0x8b}) || bytes.HasPrefix(first, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
-				l, err = readLayerBlob(ctx, sec, lim) // compressed: stream it
-			} else {
-				var fs *layerfs.FileSet
-				fs, err = layerfs.FromTar(ctx, sec, lim)
-				l = &archLayer{fs: fs, unverified: true}
-			}
+			l, err := readLayer(ctx, r, first)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
+				// Only an error if the manifest uses it: OCI layouts keep
+				// other blobs (attestations) too.
 				l = &archLayer{err: err}
 			}
 			layers[name] = l
 		}
+		// Anything else (legacy VERSION files and the like) is skipped.
 	}
 	return assemble(jsons, layers, links, want)
 }
@@ -151,58 +171,13 @@ func ReadArchive(ctx context.Context, r io.Reader, want string, lim layerfs.Limi
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	tr := tar.NewReader(&capped{r: in, n: maxStream})
-	jsons := map[string][]byte{}
-	layers := map[string]*archLayer{}
-	links := map[string]string{}
-	for n := 0; ; n++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if n > 1_000_000 {
-			return nil, errors.New("archive has more than a million entries")
-		}
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("archive: %w", err)
-		}
-		name, regular, err := archiveEntry(hdr, links)
-		if err != nil {
-			return nil, err
-		}
-		if !regular {
-			continue
-		}
+	return walkArchive(ctx, tr, want, func(*tar.Header, string) (entryReader, []byte, error) {
 		br := bufio.NewReaderSize(tr, 64<<10)
-		head, _ := br.Peek(1)
-		if isMetadata(name, head) {
-			if hdr.Size > maxJSON {
-				return nil, fmt.Errorf("archive: %s is %d bytes, larger than the %d allowed for metadata", name, hdr.Size, maxJSON)
-			}
-			b, err := io.ReadAll(br)
-			if err != nil {
-				return nil, fmt.Errorf("archive: read %s: %w", name, err)
-			}
-			jsons[name] = b
-			continue
-		}
-		if !isLayer(name) {
-			continue // legacy VERSION files and the like
-		}
-		l, err := readLayerBlob(ctx, br, lim)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			// Only an error if the manifest uses it: OCI layouts keep
-			// other blobs (attestations) too.
-			l = &archLayer{err: err}
-		}
-		layers[name] = l
-	}
-	return assemble(jsons, layers, links, want)
+		head, _ := br.Peek(4)
+		return br, head, nil
+	}, func(ctx context.Context, r entryReader, _ []byte) (*archLayer, error) {
+		return readLayerBlob(ctx, r, lim)
+	})
 }
 
 // archiveEntry checks an entry of the outer archive: its clean name, and

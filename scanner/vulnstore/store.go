@@ -405,16 +405,7 @@ func (r *reader) candidate(id uint64, rec *claircore.IndexRecord, opts *datastor
 	}
 	// A first pass with what needs no string copies: package, dist, repo.
 	shell := &claircore.Vulnerability{FixedInVersion: stored.FixedIn, Range: stored.Range}
-	if shell.Package, err = r.pkg(stored.Package); err != nil {
-		return nil, err
-	}
-	if shell.Package == nil {
-		shell.Package = &claircore.Package{}
-	}
-	if shell.Dist, err = r.dist(stored.Dist); err != nil {
-		return nil, err
-	}
-	if shell.Repo, err = r.repo(stored.Repo); err != nil {
+	if err := r.fillShared(shell, stored); err != nil {
 		return nil, err
 	}
 	if ok, err := satisfies(rec, shell, opts); !ok || err != nil {
@@ -451,16 +442,7 @@ func (r *reader) expand(id uint64, rec *record) (*claircore.Vulnerability, error
 	if v.Updater, err = r.str(rec.Updater); err != nil {
 		return nil, err
 	}
-	if v.Package, err = r.pkg(rec.Package); err != nil {
-		return nil, err
-	}
-	if v.Package == nil {
-		v.Package = &claircore.Package{}
-	}
-	if v.Dist, err = r.dist(rec.Dist); err != nil {
-		return nil, err
-	}
-	if v.Repo, err = r.repo(rec.Repo); err != nil {
+	if err := r.fillShared(v, rec); err != nil {
 		return nil, err
 	}
 	if rec.SelfName != "" || rec.SelfSpace != "" {
@@ -468,6 +450,23 @@ func (r *reader) expand(id uint64, rec *record) (*claircore.Vulnerability, error
 		v.Self.Space = internSpace(rec.SelfSpace)
 	}
 	return v, nil
+}
+
+// fillShared sets the interned package (never nil, as claircore's stores
+// return it), distribution and repository of v.
+func (r *reader) fillShared(v *claircore.Vulnerability, rec *record) error {
+	var err error
+	if v.Package, err = r.pkg(rec.Package); err != nil {
+		return err
+	}
+	if v.Package == nil {
+		v.Package = &claircore.Package{}
+	}
+	if v.Dist, err = r.dist(rec.Dist); err != nil {
+		return err
+	}
+	v.Repo, err = r.repo(rec.Repo)
+	return err
 }
 
 // dist and repo decode each distinct blob once per Store: there are few,
