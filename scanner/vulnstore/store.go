@@ -243,23 +243,15 @@ func (s *Store) Get(ctx context.Context, records []*claircore.IndexRecord, opts 
 				lookups = append(lookups, [2]string{kindString(src.Kind), src.Name})
 			}
 			for _, l := range lookups {
-				prefix := indexPrefix(l[0], l[1])
-				for k, _ := idx.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = idx.Next() {
-					if len(k) != len(prefix)+8 {
-						continue
-					}
-					id := binary.BigEndian.Uint64(k[len(prefix):])
-					if seen[id] {
-						continue
-					}
-					seen[id] = true
+				err := eachID(idx, indexPrefix(l[0], l[1]), seen, func(id uint64) error {
 					v, err := r.candidate(id, rec, &opts)
-					if err != nil {
-						return err
-					}
 					if v != nil {
 						list = append(list, v)
 					}
+					return err
+				})
+				if err != nil {
+					return err
 				}
 			}
 			out[rec.Package.ID] = list
@@ -333,6 +325,25 @@ func satisfies(rec *claircore.IndexRecord, v *claircore.Vulnerability, opts *dat
 		}
 	}
 	return true, nil
+}
+
+// eachID calls fn with each record ID indexed under prefix, skipping
+// those already seen.
+func eachID(c *bolt.Cursor, prefix []byte, seen map[uint64]bool, fn func(id uint64) error) error {
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) != len(prefix)+8 {
+			continue
+		}
+		id := binary.BigEndian.Uint64(k[len(prefix):])
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reader decodes vulnerabilities within one read transaction.
@@ -519,16 +530,7 @@ func (s *Store) GetEnrichment(ctx context.Context, kind string, tags []string) (
 		r := reader{s: s, tx: tx, blobs: tx.Bucket(bucketBlobs)}
 		seen := map[uint64]bool{}
 		for _, tag := range tags {
-			prefix := indexPrefix(kind, tag)
-			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				if len(k) != len(prefix)+8 {
-					continue
-				}
-				id := binary.BigEndian.Uint64(k[len(prefix):])
-				if seen[id] {
-					continue
-				}
-				seen[id] = true
+			err := eachID(c, indexPrefix(kind, tag), seen, func(id uint64) error {
 				b, err := r.blob(id)
 				if err != nil {
 					return err
@@ -538,6 +540,10 @@ func (s *Store) GetEnrichment(ctx context.Context, kind string, tags []string) (
 					return fmt.Errorf("enrichment %d: %w", id, err)
 				}
 				out = append(out, rec)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		return nil
