@@ -111,7 +111,9 @@ func (s *Scanner) index(ctx context.Context, img *source.Image, st *Stats) (*ind
 			return res, nil
 		}
 		for _, l := range img.Layers {
-			s.opts.Cache.PutLayer(l.DiffID, l.Files)
+			if s.opts.Cache.Layer(l.DiffID) == nil {
+				s.opts.Cache.PutLayer(l.DiffID, l.Files)
+			}
 		}
 	}
 	res, err := index.Index(ctx, img.Layers)

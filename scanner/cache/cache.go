@@ -5,6 +5,8 @@
 package cache
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -24,13 +26,23 @@ const FileName = "scan-cache.db"
 var (
 	bucketLayers  = []byte("layers")
 	bucketIndexes = []byte("indexes")
+	// bucketOrder maps an insertion sequence to "bucket\x00key", oldest
+	// first; bucketMeta keeps the bytes held.
+	bucketOrder = []byte("order")
+	bucketMeta  = []byte("meta")
+	keyBytes    = []byte("bytes")
 )
+
+// DefaultMaxBytes is the cache's default budget. Past it, the oldest
+// entries go first.
+const DefaultMaxBytes = 1 << 30
 
 // Cache is safe for concurrent use. Failures to write are logged, never
 // returned: a cache must not fail a scan.
 type Cache struct {
-	db  *bolt.DB
-	log logrus.FieldLogger
+	db       *bolt.DB
+	log      logrus.FieldLogger
+	maxBytes int64
 }
 
 // Open opens (creating) the cache in stateDir. Only one process may hold
@@ -42,7 +54,7 @@ func Open(stateDir string, timeout time.Duration, log logrus.FieldLogger) (*Cach
 		return nil, fmt.Errorf("open scan cache %s: %w", p, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketLayers, bucketIndexes} {
+		for _, b := range [][]byte{bucketLayers, bucketIndexes, bucketOrder, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -53,8 +65,14 @@ func Open(stateDir string, timeout time.Duration, log logrus.FieldLogger) (*Cach
 		db.Close()
 		return nil, fmt.Errorf("open scan cache %s: %w", p, err)
 	}
-	return &Cache{db: db, log: log}, nil
+	if log == nil {
+		log = logrus.New()
+	}
+	return &Cache{db: db, log: log, maxBytes: DefaultMaxBytes}, nil
 }
+
+// SetMaxBytes changes the budget (for tests and small hosts).
+func (c *Cache) SetMaxBytes(n int64) { c.maxBytes = n }
 
 // Close closes the cache.
 func (c *Cache) Close() error { return c.db.Close() }
@@ -81,11 +99,71 @@ func (c *Cache) get(bucket, key []byte, v any) bool {
 func (c *Cache) put(bucket, key []byte, v any) {
 	raw, err := json.Marshal(v)
 	if err == nil {
-		err = c.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(key, raw) })
+		err = c.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			total := readInt(tx.Bucket(bucketMeta).Get(keyBytes))
+			if old := b.Get(key); old != nil {
+				total -= int64(len(old))
+			}
+			if err := b.Put(key, raw); err != nil {
+				return err
+			}
+			total += int64(len(raw))
+			order := tx.Bucket(bucketOrder)
+			seq, _ := order.NextSequence()
+			if err := order.Put(u64(seq), append(append(append([]byte(nil), bucket...), 0), key...)); err != nil {
+				return err
+			}
+			total = c.evict(tx, total)
+			return tx.Bucket(bucketMeta).Put(keyBytes, u64(uint64(total)))
+		})
 	}
 	if err != nil {
 		c.log.WithError(err).Warn("scan cache: write failed")
 	}
+}
+
+// evict drops the oldest entries until the cache holds at most 90% of
+// its budget, and returns the bytes left.
+func (c *Cache) evict(tx *bolt.Tx, total int64) int64 {
+	if total <= c.maxBytes {
+		return total
+	}
+	target := c.maxBytes / 10 * 9
+	oc := tx.Bucket(bucketOrder).Cursor()
+	var done [][]byte
+	for k, v := oc.First(); k != nil && total > target; k, v = oc.Next() {
+		done = append(done, append([]byte(nil), k...))
+		name, key, ok := bytes.Cut(v, []byte{0})
+		if !ok {
+			continue
+		}
+		b := tx.Bucket(name)
+		if b == nil {
+			continue
+		}
+		if val := b.Get(key); val != nil {
+			total -= int64(len(val))
+			b.Delete(key)
+		}
+	}
+	for _, k := range done {
+		tx.Bucket(bucketOrder).Delete(k)
+	}
+	return total
+}
+
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func readInt(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
 }
 
 // Layer returns a layer's cached FileSet, nil if absent.
