@@ -5,6 +5,7 @@ package dockerd
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
@@ -70,6 +71,29 @@ func (d Daemon) ContainerImage(ctx context.Context, id string) (string, error) {
 	return c.Image, nil
 }
 
+// subscribe opens the event stream once the daemon answers a ping. A
+// daemon still starting up may accept the connection and never answer
+// it: a subscription whose response has not begun within 10 s is
+// cancelled (and reported on errs) so that the caller retries.
+func (d Daemon) subscribe(ctx context.Context, since time.Time) (<-chan events.Message, <-chan error, context.CancelFunc) {
+	sub, cancel := context.WithCancel(ctx)
+	pingCtx, pingCancel := context.WithTimeout(sub, 5*time.Second)
+	_, err := d.C.Ping(pingCtx)
+	pingCancel()
+	if err != nil {
+		errs := make(chan error, 1)
+		errs <- err
+		return nil, errs, cancel
+	}
+	timer := time.AfterFunc(10*time.Second, cancel)
+	msgs, errs := d.C.Events(sub, events.ListOptions{
+		Since:   strconv.FormatInt(since.Unix(), 10),
+		Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType))),
+	})
+	timer.Stop()
+	return msgs, errs, cancel
+}
+
 // arrivalActions are the image events after which an image may be new.
 var arrivalActions = map[events.Action]bool{
 	events.ActionPull: true, events.ActionLoad: true, events.ActionImport: true,
@@ -82,8 +106,12 @@ var arrivalActions = map[events.Action]bool{
 // the daemon restarts. arrived must not block for long.
 func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func(ctx context.Context, imageRef string)) {
 	backoff := time.Second
+	// Events the daemon emitted while the stream was down (dockerd
+	// restarting, or not up yet when the plugin started) are replayed
+	// from here: the daemon keeps its recent events.
+	since := time.Now().Add(-time.Second)
 	for ctx.Err() == nil {
-		msgs, errs := d.C.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType)))})
+		msgs, errs, cancel := d.subscribe(ctx, since)
 		connected := time.Now()
 	loop:
 		for {
@@ -91,6 +119,10 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 			case <-ctx.Done():
 				return
 			case m := <-msgs:
+				if t := time.Unix(0, m.TimeNano); t.After(since) {
+					since = t
+				}
+				log.WithFields(logrus.Fields{"action": m.Action, "image": m.Actor.ID}).Debug("docker event")
 				if arrivalActions[m.Action] && m.Actor.ID != "" {
 					arrived(ctx, m.Actor.ID)
 				}
@@ -105,6 +137,7 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 				break loop
 			}
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return

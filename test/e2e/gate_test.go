@@ -556,6 +556,12 @@ func TestAuditTrail(t *testing.T) {
 	if n := len(g.rs.Lines()); n != 10 {
 		t.Fatalf("%d records for 10 decisions", n)
 	}
+	// SIGTERM right after decisions: the queue is flushed before exit.
+	decide(2)
+	g.p.Proc.Stop()
+	if n := len(g.rs.Lines()); n != 14 {
+		t.Fatalf("%d records after SIGTERM, want 14", n)
+	}
 }
 
 func TestConcurrentPulls(t *testing.T) {
@@ -627,4 +633,28 @@ func TestPullScanBefore(t *testing.T) {
 	if out, err := g.cli("pull", clean); err != nil {
 		t.Fatalf("clean pull: %v\n%s", err, out)
 	}
+}
+
+// TestArrivalScanning: images are scanned as they arrive, without any
+// gated request, and the event stream is followed again after dockerd
+// restarts.
+func TestArrivalScanning(t *testing.T) {
+	g := startGate(t, "")
+	g.importAlpine(t, "arrived:1")
+	defer func() {
+		if t.Failed() {
+			g.p.Proc.Signal(syscall.SIGQUIT)
+			time.Sleep(time.Second)
+			b, _ := os.ReadFile(g.p.Proc.Log)
+			t.Log(string(b))
+		}
+	}()
+	harness.WaitFor(t, "the arrival scan", 30*time.Second, func() bool { return g.p.Metric("divds_scans_total") >= 1 })
+	if n := g.p.Metric("divds_decisions_total"); n != 0 {
+		t.Fatalf("%v decisions: the scan must come from the event, not a gate", n)
+	}
+	g.d.Stop()
+	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: g.d.Dir, AuthzPlugins: []string{g.p.Name}})
+	g.importBionic(t, "arrived:2")
+	harness.WaitFor(t, "an arrival scan after dockerd restarted", 60*time.Second, func() bool { return g.p.Metric("divds_scans_total") >= 2 })
 }
