@@ -133,6 +133,7 @@ func TestGates(t *testing.T) {
 		{"run clean", nil, req("POST", "/containers/create", `{"Image":"app:ok"}`), true, nil},
 		{"start of an old container of a failing image", nil, req("POST", "/v1.41/containers/oldvuln/start", ""), false, []string{"run of container oldvuln denied: image score"}},
 		{"start of an old container of a clean image", nil, req("POST", "/containers/oldok/start", ""), true, nil},
+		{"restart of an old container of a failing image", nil, req("POST", "/containers/oldvuln/restart", ""), false, []string{"denied"}},
 		{"start of no container", nil, req("POST", "/containers/nope/start", ""), true, nil},
 		{"run absent image", nil, req("POST", "/containers/create", `{"Image":"nope"}`), true, nil},
 		{"run malformed", nil, req("POST", "/containers/create", ``), false, []string{"request refused", "without a JSON body"}},

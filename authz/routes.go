@@ -48,7 +48,8 @@ var routes = []route{
 	{[]string{"POST"}, regexp.MustCompile(`^/images/create$`), ActPull}, // or import: see Parse
 	{[]string{"POST"}, regexp.MustCompile(`^/images/(?P<name>.+)/push$`), ActPush},
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/create$`), ActCreate},
-	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>[^/]+)/start$`), ActStart},
+	// restart starts a stopped container too.
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>[^/]+)/(start|restart)$`), ActStart},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/load$`), ActLoad},
 	{[]string{"POST"}, regexp.MustCompile(`^/build$`), ActBuild},
 	{[]string{"POST"}, regexp.MustCompile(`^/commit$`), ActCommit},

@@ -49,6 +49,7 @@ func TestParse(t *testing.T) {
 		{"create, two values", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":"alpine"}{"Image":"bionic"}`), "", "", true},
 		{"create, lower-case method", "post", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},
 		{"start", "POST", "/v1.41/containers/abc123/start", nil, nil, ActStart, "", false},
+		{"restart", "POST", "/v1.41/containers/abc123/restart?t=1", nil, nil, ActStart, "", false},
 		{"load", "POST", "/v1.41/images/load?quiet=1", nil, nil, ActLoad, "", false},
 		{"build", "POST", "/v1.41/build?t=x", nil, nil, ActBuild, "", false},
 		{"ping", "HEAD", "/_ping", nil, nil, ActPing, "", false},
