@@ -29,6 +29,13 @@ import (
 
 var dbs sync.Map // bundle name -> state dir
 
+// TestMain removes the databases the tests shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dbs.Range(func(_, v any) bool { os.RemoveAll(v.(string)); return true })
+	os.Exit(code)
+}
+
 // bundleDB imports a shared bundle once per test binary.
 func bundleDB(t testing.TB, name string) *vulnstore.Store {
 	t.Helper()

@@ -20,6 +20,15 @@ var (
 	bionicDir  string
 )
 
+// TestMain removes the database the benchmarks shared.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bionicDir != "" {
+		os.RemoveAll(bionicDir)
+	}
+	os.Exit(code)
+}
+
 // bionicDB imports the bionic bundle once per test binary.
 func bionicDB(b *testing.B) string {
 	bionicOnce.Do(func() {

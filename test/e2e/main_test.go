@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	stateDirs.Range(func(_, v any) bool { os.RemoveAll(v.(string)); return true })
 	os.Exit(code)
 }
 
