@@ -8,7 +8,7 @@ GO           ?= go
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS      := -X main.version=$(VERSION)
 BIN          := bin/divds-authz
-FUZZTIME     ?= 8s
+FUZZTIME     ?= 6s
 # Packages the end-to-end tests and the demo need from Debian.
 APT_PACKAGES := docker.io docker-registry rsyslog zstd time systemd
 
@@ -49,7 +49,7 @@ unit: gomod
 	$(GO) test -count=1 ./...
 
 # Each fuzz target runs for a short, fixed time; `make fuzz FUZZTIME=5m` for longer.
-FUZZ_TARGETS := scoring:FuzzParse authz:FuzzParse scanner/bundle:FuzzImport scanner/vulnstore:FuzzDecodeRecord scanner/layerfs:FuzzFromTar
+FUZZ_TARGETS := scoring:FuzzParse authz:FuzzParse report:FuzzRead scanner/bundle:FuzzImport scanner/vulnstore:FuzzDecodeRecord scanner/layerfs:FuzzFromTar scanner/source:FuzzReadArchive
 fuzz: gomod
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \
