@@ -70,8 +70,16 @@ type Options struct {
 // Plugin implements authorization.Plugin.
 type Plugin struct {
 	opts   Options
-	policy atomic.Pointer[scoring.Policy]
+	policy atomic.Pointer[loaded]
 	seq    atomic.Uint64
+}
+
+// loaded is a policy in force with its digest, computed once at load:
+// every gated decision needs it, and computing it is the dearest part of
+// a decision answered from the cache.
+type loaded struct {
+	pol    *scoring.Policy
+	digest string
 }
 
 var _ authorization.Plugin = (*Plugin)(nil)
@@ -88,16 +96,25 @@ func New(pol *scoring.Policy, opts Options) *Plugin {
 		opts.Auditor = audit.Multi{}
 	}
 	p := &Plugin{opts: opts}
-	p.policy.Store(pol)
+	p.SetPolicy(pol)
 	return p
 }
 
 // SetPolicy swaps the policy in force; requests in flight finish under
-// the one they started with.
-func (p *Plugin) SetPolicy(pol *scoring.Policy) { p.policy.Store(pol) }
+// the one they started with. The policy must not change afterwards.
+func (p *Plugin) SetPolicy(pol *scoring.Policy) { p.policy.Store(&loaded{pol: pol, digest: pol.Digest()}) }
 
 // Policy returns the policy in force.
-func (p *Plugin) Policy() *scoring.Policy { return p.policy.Load() }
+func (p *Plugin) Policy() *scoring.Policy { return p.policy.Load().pol }
+
+// PolicyDigest returns the digest of the policy in force.
+func (p *Plugin) PolicyDigest() string { return p.policy.Load().digest }
+
+// Current returns the policy in force and its digest, as one pair.
+func (p *Plugin) Current() (*scoring.Policy, string) {
+	cur := p.policy.Load()
+	return cur.pol, cur.digest
+}
 
 // decision is one gate's answer with what the audit record needs.
 type decision struct {
@@ -113,10 +130,11 @@ type decision struct {
 func allow() decision { return decision{allow: true} }
 
 func (p *Plugin) respond(ctx context.Context, call *Call, phase string, start time.Time, d decision) authorization.Response {
-	pol := p.Policy()
+	cur := p.policy.Load()
+	pol := cur.pol
 	rec := audit.Record{
 		Time: start.UTC(), RequestID: requestID(ctx), Action: string(call.Action), Image: d.image, ImageID: d.imageID,
-		Decision: "allow", Reason: d.reason, Policy: pol.Digest(), Duration: float64(time.Since(start).Microseconds()) / 1000, Phase: phase,
+		Decision: "allow", Reason: d.reason, Policy: cur.digest, Duration: float64(time.Since(start).Microseconds()) / 1000, Phase: phase,
 		Mode: string(pol.Mode),
 	}
 	if !d.allow {
@@ -233,6 +251,15 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	return p.respond(ctx, call, "response", start, p.gatePullAfter(ctx, call, pol))
 }
 
+// digestOf returns pol's digest, from the load when pol is the policy in
+// force (a request keeps the policy it started with across a reload).
+func (p *Plugin) digestOf(pol *scoring.Policy) string {
+	if cur := p.policy.Load(); cur.pol == pol {
+		return cur.digest
+	}
+	return pol.Digest()
+}
+
 // readOnly reports the methods no route gates (GET, HEAD, OPTIONS).
 func readOnly(method string) bool {
 	switch method {
@@ -249,7 +276,7 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *sc
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil {
 		var v *Verdict
-		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, []string{ref})
+		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), []string{ref})
 		if err == nil {
 			d.verdict = v
 			d.allow = v.Verdict != scoring.Deny
@@ -367,7 +394,7 @@ func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Pol
 	}
 	if err == nil {
 		var v *Verdict
-		if v, err = p.opts.Verdicts.GetRemote(ctx, ref, rev, pol, p.opts.RemoteScan); err == nil {
+		if v, err = p.opts.Verdicts.GetRemote(ctx, ref, rev, pol, p.digestOf(pol), p.opts.RemoteScan); err == nil {
 			d.verdict, d.imageID, d.reason = v, v.ImageID, "scanned in the registry"
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {

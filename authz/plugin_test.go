@@ -266,7 +266,7 @@ func TestPrune(t *testing.T) {
 	if n, err := v.Prune(8); err != nil || n != 2 {
 		t.Fatalf("pruned %d, want the report and the verdict: %v", n, err)
 	}
-	if v.Scanned("sha256:vuln", 7) || v.Cached("sha256:vuln", 7, scoring.Default()) != nil {
+	if v.Scanned("sha256:vuln", 7) || v.Cached("sha256:vuln", 7, scoring.Default().Digest()) != nil {
 		t.Fatal("old revision kept")
 	}
 }

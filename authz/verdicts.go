@@ -104,9 +104,10 @@ func verdictKey(id string, rev uint64, digest string) string {
 	return fmt.Sprintf("%s|%d|%s", id, rev, digest)
 }
 
-// Cached returns the cached verdict, without scanning.
-func (v *Verdicts) Cached(id string, rev uint64, pol *scoring.Policy) *Verdict {
-	key := verdictKey(id, rev, pol.Digest())
+// Cached returns the cached verdict under the policy of the given digest,
+// without scanning.
+func (v *Verdicts) Cached(id string, rev uint64, digest string) *Verdict {
+	key := verdictKey(id, rev, digest)
 	v.mu.RLock()
 	vd := v.mem[key]
 	v.mu.RUnlock()
@@ -131,12 +132,14 @@ func (v *Verdicts) Cached(id string, rev uint64, pol *scoring.Policy) *Verdict {
 // revision and policy, scanning it if no report of this revision exists.
 // refs are the names the request used, for whitelist and override
 // matching beside the image's own names.
-func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.Policy, refs []string) (*Verdict, error) {
+// digest is pol.Digest(), computed once by the caller per loaded policy:
+// it costs more than the rest of a cached decision.
+func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.Policy, digest string, refs []string) (*Verdict, error) {
 	// Request names take part in the evaluation only when the policy
 	// looks at names; otherwise one cached verdict serves every name.
 	cacheable := len(refs) == 0 || !dependsOnRefs(pol)
 	if cacheable {
-		if vd := v.Cached(id, rev, pol); vd != nil {
+		if vd := v.Cached(id, rev, digest); vd != nil {
 			return vd, nil
 		}
 	}
@@ -144,13 +147,13 @@ func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.
 	if err != nil {
 		return nil, err
 	}
-	return v.evaluate(rep, id, rev, pol, refs, cacheable), nil
+	return v.evaluate(rep, id, rev, pol, digest, refs, cacheable), nil
 }
 
 // GetRemote scans an image in a registry (pull_scan: before) with scan,
 // and returns its verdict, cached under the image ID the registry gives
 // (the ID the image will have once pulled).
-func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *scoring.Policy, scan ScanFunc) (*Verdict, error) {
+func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *scoring.Policy, digest string, scan ScanFunc) (*Verdict, error) {
 	ch := v.group.DoChan("remote|"+ref, func() (any, error) {
 		r, gotRev, err := scan(context.WithoutCancel(ctx), ref)
 		if err != nil {
@@ -166,21 +169,21 @@ func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *s
 	if err != nil {
 		return nil, err
 	}
-	if vd := v.Cached(rep.Image.ID, rev, pol); vd != nil && !dependsOnRefs(pol) {
+	if vd := v.Cached(rep.Image.ID, rev, digest); vd != nil && !dependsOnRefs(pol) {
 		return vd, nil
 	}
-	return v.evaluate(rep, rep.Image.ID, rev, pol, []string{ref}, !dependsOnRefs(pol)), nil
+	return v.evaluate(rep, rep.Image.ID, rev, pol, digest, []string{ref}, !dependsOnRefs(pol)), nil
 }
 
 // evaluate turns a report into a verdict, caching it when it does not
 // depend on the request's names.
-func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scoring.Policy, refs []string, cacheable bool) *Verdict {
+func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scoring.Policy, digest string, refs []string, cacheable bool) *Verdict {
 	r := *rep
 	r.Image.Names = append(append([]string{}, rep.Image.Names...), refs...)
 	now := v.now()
 	res := r.Evaluate(pol, now)
 	vd := &Verdict{
-		ImageID: id, Revision: rev, PolicyDigest: pol.Digest(), Verdict: res.Verdict, Exceeded: res.Exceeded,
+		ImageID: id, Revision: rev, PolicyDigest: digest, Verdict: res.Verdict, Exceeded: res.Exceeded,
 		Mode: res.Mode, Score: res.Score, Threshold: res.Threshold, Summary: res.Summary(),
 		Counts: r.Evaluation.Counts, Approved: res.Counts.ApprovedTotal(), Sample: rep.Database.Sample, At: now.UTC(),
 	}

@@ -377,7 +377,7 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 		case <-ctx.Done():
 			return
 		case ref := <-queue:
-			pol := p.Policy()
+			pol, digest := p.Current()
 			rev, err := db.Revision(pol)
 			if err != nil {
 				continue
@@ -386,7 +386,7 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 			if err != nil {
 				continue
 			}
-			if _, err := v.Get(ctx, info.ID, rev, pol, nil); err != nil {
+			if _, err := v.Get(ctx, info.ID, rev, pol, digest, nil); err != nil {
 				a.log.WithError(err).WithField("image", ref).Warn("arrival scan failed")
 			}
 		}
@@ -417,12 +417,12 @@ func (a *app) watchPolicy(ctx context.Context, p *authz.Plugin, auditor audit.Au
 		}
 		rec := audit.Record{Time: time.Now().UTC(), Action: "policy-reload", Reason: why, Phase: "reload"}
 		if err != nil {
-			a.log.WithError(err).Errorf("policy reload (%s) refused; the policy in force stays (digest %s)", why, p.Policy().Digest())
-			rec.Decision, rec.Error, rec.Policy = "refused", err.Error(), p.Policy().Digest()
+			a.log.WithError(err).Errorf("policy reload (%s) refused; the policy in force stays (digest %s)", why, p.PolicyDigest())
+			rec.Decision, rec.Error, rec.Policy = "refused", err.Error(), p.PolicyDigest()
 			auditor.Record(rec)
 			return
 		}
-		if pol.Digest() == p.Policy().Digest() {
+		if pol.Digest() == p.PolicyDigest() {
 			return
 		}
 		p.SetPolicy(pol)
