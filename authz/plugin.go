@@ -102,7 +102,9 @@ func New(pol *scoring.Policy, opts Options) *Plugin {
 
 // SetPolicy swaps the policy in force; requests in flight finish under
 // the one they started with. The policy must not change afterwards.
-func (p *Plugin) SetPolicy(pol *scoring.Policy) { p.policy.Store(&loaded{pol: pol, digest: pol.Digest()}) }
+func (p *Plugin) SetPolicy(pol *scoring.Policy) {
+	p.policy.Store(&loaded{pol: pol, digest: pol.Digest()})
+}
 
 // Policy returns the policy in force.
 func (p *Plugin) Policy() *scoring.Policy { return p.policy.Load().pol }
