@@ -113,6 +113,32 @@ func diff(a, b map[pair]bool) []pair {
 	return out
 }
 
+// mirrorStore builds a database by running the given updater sets over
+// the mirror in mirrorDir, and opens it.
+func mirrorStore(t *testing.T, mirrorDir string, sets ...string) *vulnstore.Store {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Abort()
+	sum, err := updater.Run(ctx, b, updater.Options{Sets: sets, Client: mirror.New(os.DirFS(mirrorDir)).Client()})
+	if err != nil || sum.Failed() > 0 {
+		t.Fatalf("update %v: %v %+v", sets, err, sum)
+	}
+	if _, err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := vulnstore.Open(vulnstore.Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // copyDir copies a read-only shared rootfs into a directory a test may change.
 func copyDir(t *testing.T, src string) string {
 	t.Helper()
@@ -150,25 +176,7 @@ func TestAccuracyUbuntuBionicExact(t *testing.T) {
 // The same scan over a database built by `db update --mirror` from the
 // same feeds gives the same findings.
 func TestAccuracyBionicFromMirror(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	b, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Abort()
-	sum, err := updater.Run(ctx, b, updater.Options{Sets: []string{"ubuntu"}, Client: mirror.New(os.DirFS(testdata.Path(t, "mirror"))).Client()})
-	if err != nil || sum.Failed() > 0 {
-		t.Fatalf("%v %+v", err, sum)
-	}
-	if _, err := b.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	mirrored, err := vulnstore.Open(vulnstore.Path(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mirrored.Close()
+	mirrored := mirrorStore(t, testdata.Path(t, "mirror"), "ubuntu")
 	root := testdata.Path(t, "rootfs", "ubuntu-18.04-bionic")
 	a := scanRootfs(t, root, bundleDB(t, "ubuntu-bionic-oval-2021-08-31.jsonl.zst"))
 	m := scanRootfs(t, root, mirrored)

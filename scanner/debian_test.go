@@ -1,16 +1,12 @@
 package scanner_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/divds/divds/internal/testdata"
-	"github.com/divds/divds/scanner/mirror"
-	"github.com/divds/divds/scanner/updater"
-	"github.com/divds/divds/scanner/vulnstore"
 )
 
 // TestDebianUrgencies scans the bookworm rootfs against a Debian tracker
@@ -46,25 +42,7 @@ func TestDebianUrgencies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	ctx := context.Background()
-	b, err := vulnstore.Begin(ctx, dir, vulnstore.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Abort()
-	sum, err := updater.Run(ctx, b, updater.Options{Sets: []string{"debian"}, Client: mirror.New(os.DirFS(mirrorDir)).Client()})
-	if err != nil || sum.Failed() > 0 {
-		t.Fatalf("%v %+v", err, sum)
-	}
-	if _, err := b.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := vulnstore.Open(vulnstore.Path(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := mirrorStore(t, mirrorDir, "debian")
 	rep := scanRootfs(t, testdata.Path(t, "rootfs", "debian-12-bookworm"), store)
 	got := map[string]string{}
 	for _, f := range rep.Findings {
