@@ -60,9 +60,13 @@ var routes = []route{
 	{[]string{"DELETE"}, regexp.MustCompile(`^/plugins/(?P<name>.+)$`), ActPluginAdmin},
 }
 
-// versionPrefix is the API version the daemon's router accepts before
-// a path: /v1.41, /v1.041, /v1 or none.
-var versionPrefix = regexp.MustCompile(`^/v[0-9]+(\.[0-9]+)?`)
+// versionPrefix is the API version the daemon's router accepts before a
+// path: its pattern is /v{version:[0-9.]+}, so /v1.41, /v1.041, /v1 and
+// also /v1.40.5 or /v1..41 (which the version check then accepts or
+// refuses); or no prefix at all. A narrower pattern here would leave
+// "/v1.40.5/images/x/push" unrecognized, and ungated, while the daemon
+// pushes.
+var versionPrefix = regexp.MustCompile(`^/v[0-9.]+(/|$)`)
 
 // Call is a request as the gates see it.
 type Call struct {
@@ -101,11 +105,7 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 	if p == "" {
 		p = "/"
 	}
-	p = path.Clean("/" + p)
-	p = versionPrefix.ReplaceAllString(p, "")
-	if p == "" {
-		p = "/"
-	}
+	p = versionPrefix.ReplaceAllString(path.Clean("/"+p), "/")
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return nil, malformed("query of %q: %v", rawURI, err)

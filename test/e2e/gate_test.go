@@ -402,6 +402,7 @@ func TestBypassTable(t *testing.T) {
 			return "POST /v1.41/images/create?fromImage=" + esc(r, "%2f") + "&tag=" + tg
 		}},
 		{"old API version", func(r, tg string) string { return "POST /v1.24/images/create?fromImage=" + r + "&tag=" + tg }},
+		{"three-part version", func(r, tg string) string { return "POST /v1.40.5/images/create?fromImage=" + r + "&tag=" + tg }},
 	}
 	for i, f := range pulls {
 		t.Run("pull/"+f.name, func(t *testing.T) {
@@ -449,6 +450,7 @@ func TestBypassTable(t *testing.T) {
 		{"lower-case hex", func(n, tg string) string { return "POST /v1.41/images/" + esc(n, "%2f") + "/push?tag=" + tg }},
 		{"no tag (all tags)", func(n, _ string) string { return "POST /v1.41/images/" + n + "/push" }},
 		{"old API version", func(n, tg string) string { return "POST /v1.24/images/" + n + "/push?tag=" + tg }},
+		{"three-part version", func(n, tg string) string { return "POST /v1.40.5/images/" + n + "/push?tag=" + tg }},
 	}
 	for i, f := range pushes {
 		t.Run("push/"+f.name, func(t *testing.T) {
@@ -480,6 +482,7 @@ func TestBypassTable(t *testing.T) {
 		{"absolute URI", "POST http://localhost/v1.41/containers/create", jsonCT, false},
 		{"chunked body", "POST /v1.41/containers/create", jsonCT, true},
 		{"old API version", "POST /v1.24/containers/create", jsonCT, false},
+		{"three-part version", "POST /v1.40.5/containers/create", jsonCT, false},
 	}
 	for _, f := range runs {
 		t.Run("run/"+f.name, func(t *testing.T) {
