@@ -37,6 +37,9 @@ type Daemon interface {
 	Untag(ctx context.Context, ref string) error
 	// ContainerImage returns the image ID a container was created from.
 	ContainerImage(ctx context.Context, container string) (string, error)
+	// PluginName returns the name of the managed plugin a name, ID or ID
+	// prefix refers to (ErrNotFound when none).
+	PluginName(ctx context.Context, ref string) (string, error)
 }
 
 // Database reports the state of the vulnerability database.
@@ -214,7 +217,7 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		}
 		d = p.gateStart(ctx, call, pol)
 	case ActPluginAdmin:
-		d = p.gatePluginAdmin(call, pol)
+		d = p.gatePluginAdmin(ctx, call, pol)
 		if d.allow {
 			return authorization.Response{Allow: true}
 		}
@@ -542,9 +545,8 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 	case err != nil:
 		return p.daemonError(ctx, "run", ref, pol, err)
 	}
-	if q, ok := p.opts.Verdicts.Quarantined(info.ID); ok {
-		return p.recheckQuarantine(ctx, "run", ref, q, pol)
-	}
+	// A quarantined image needs no lookup here: it was quarantined for
+	// its verdict, which denies it again (or allows it, once approved).
 	return p.verdictFor(ctx, "run", ref, info.ID, pol)
 }
 
@@ -560,25 +562,39 @@ func (p *Plugin) gateStart(ctx context.Context, call *Call, pol *scoring.Policy)
 	case err != nil:
 		return p.daemonError(ctx, "run", what, pol, err)
 	}
-	if q, ok := p.opts.Verdicts.Quarantined(id); ok {
-		return p.recheckQuarantine(ctx, "run", what, q, pol)
-	}
 	return p.verdictFor(ctx, "run", what, id, pol)
 }
 
 // gatePluginAdmin refuses disabling, removing, reconfiguring or
 // upgrading this plugin through the API, unless the policy allows it:
 // a user of the docker CLI must not be able to switch the gate off.
-func (p *Plugin) gatePluginAdmin(call *Call, pol *scoring.Policy) decision {
-	if p.opts.PluginName == "" || !samePlugin(call.Name, p.opts.PluginName) || pol.AllowPluginAdmin {
+func (p *Plugin) gatePluginAdmin(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	if p.opts.PluginName == "" || pol.AllowPluginAdmin {
 		return allow()
 	}
-	return decision{
+	deny := decision{
 		image:  call.Name,
 		reason: "self-protection",
 		msg: fmt.Sprintf("divds: %s %s on the divds plugin itself is refused; set allow_plugin_admin: true in %s and reload to allow it",
 			call.Method, call.Path, p.opts.PolicyPath),
 	}
+	if samePlugin(call.Name, p.opts.PluginName) {
+		return deny
+	}
+	// The daemon also takes a plugin's ID or a prefix of it: ask it which
+	// plugin is meant, and refuse when unsure.
+	name, err := p.opts.Daemon.PluginName(ctx, call.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return allow()
+	case err != nil:
+		deny.err, deny.reason = err, "error"
+		deny.msg = fmt.Sprintf("divds: %s %s refused: could not tell whether it names the divds plugin: %v", call.Method, call.Path, err)
+		return deny
+	case samePlugin(name, p.opts.PluginName):
+		return deny
+	}
+	return allow()
 }
 
 // samePlugin compares plugin names with and without the :latest tag.

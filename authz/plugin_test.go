@@ -58,6 +58,16 @@ func (d *fakeDaemon) ContainerImage(_ context.Context, id string) (string, error
 	return "", fmt.Errorf("%w: container %s", ErrNotFound, id)
 }
 
+func (d *fakeDaemon) PluginName(_ context.Context, ref string) (string, error) {
+	if strings.HasPrefix("2c74d4c3c0aa10ae", ref) {
+		return "divds:latest", nil
+	}
+	if ref == "other" {
+		return "other:latest", nil
+	}
+	return "", fmt.Errorf("%w: plugin %s", ErrNotFound, ref)
+}
+
 func (d *fakeDaemon) Untag(_ context.Context, ref string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -143,6 +153,8 @@ func TestGates(t *testing.T) {
 		{"pull of a new image", nil, req("POST", "/images/create?fromImage=new&tag=1", ""), true, nil},
 		{"disable self", nil, req("POST", "/v1.41/plugins/divds:latest/disable", ""), false, []string{"refused", "allow_plugin_admin"}},
 		{"remove self", nil, req("DELETE", "/v1.41/plugins/divds?force=1", ""), false, []string{"refused"}},
+		{"disable self by ID prefix", nil, req("POST", "/v1.41/plugins/2c74d4/disable", ""), false, []string{"refused"}},
+		{"remove self by ID", nil, req("DELETE", "/v1.41/plugins/2c74d4c3c0aa10ae?force=1", ""), false, []string{"refused"}},
 		{"disable self allowed", func(p *scoring.Policy) { p.AllowPluginAdmin = true }, req("POST", "/plugins/divds:latest/disable", ""), true, nil},
 		{"disable another plugin", nil, req("POST", "/plugins/other/disable", ""), true, nil},
 		{"auth", nil, req("POST", "/v1.41/auth", `{"username":"u","password":"hunter2"}`), true, nil},

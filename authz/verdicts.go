@@ -291,15 +291,6 @@ func (v *Verdicts) Release(id string) error {
 	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketQuarantine).Delete([]byte(id)) })
 }
 
-// Quarantined returns an image's quarantine record.
-func (v *Verdicts) Quarantined(id string) (*Quarantined, bool) {
-	var q Quarantined
-	if !v.get(bucketQuarantine, id, &q) {
-		return nil, false
-	}
-	return &q, true
-}
-
 // QuarantinedRef finds a quarantine by one of the references it was
 // pulled as.
 func (v *Verdicts) QuarantinedRef(ref string) (*Quarantined, bool) {

@@ -94,6 +94,18 @@ func (d Daemon) subscribe(ctx context.Context, since time.Time) (<-chan events.M
 	return msgs, errs, cancel
 }
 
+// PluginName implements authz.Daemon.
+func (d Daemon) PluginName(ctx context.Context, ref string) (string, error) {
+	pl, _, err := d.C.PluginInspectWithRaw(ctx, ref)
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			return "", fmt.Errorf("%w: plugin %s", authz.ErrNotFound, ref)
+		}
+		return "", err
+	}
+	return pl.Name, nil
+}
+
 // arrivalActions are the image events after which an image may be new.
 var arrivalActions = map[events.Action]bool{
 	events.ActionPull: true, events.ActionLoad: true, events.ActionImport: true,

@@ -144,6 +144,10 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	out, err = d.CLI(ctx, "plugin", "disable", "--force", "divds:latest")
 	mustFail(t, "docker plugin disable --force", out, err, "refused")
+	// The daemon also takes the plugin's ID, or a prefix of it.
+	id := strings.TrimSpace(d.MustCLI(t, "plugin", "inspect", "-f", "{{.Id}}", "divds:latest"))
+	out, err = d.CLI(ctx, "plugin", "disable", "--force", id[:12])
+	mustFail(t, "docker plugin disable by ID prefix", out, err, "refused")
 	harness.WaitFor(t, "the managed plugin's audit record", 20*time.Second, func() bool {
 		for _, l := range rs.Lines() {
 			if strings.Contains(l, `"action":"push"`) && strings.Contains(l, `"decision":"deny"`) {
