@@ -69,10 +69,15 @@ type Verdicts struct {
 	scan ScanFunc
 	now  func() time.Time
 
-	group singleflight.Group
-	mu    sync.RWMutex
-	mem   map[string]*Verdict // by verdict key
+	group   singleflight.Group
+	mu      sync.RWMutex
+	mem     map[string]*Verdict       // by verdict key
+	reports map[string]*report.Report // by report key: a policy that looks at image names evaluates per request
 }
+
+// maxReports bounds the reports kept in memory; a full map is dropped and
+// refilled from the store.
+const maxReports = 512
 
 // OpenVerdicts opens (creating) the verdict store in stateDir.
 func OpenVerdicts(stateDir string, scan ScanFunc) (*Verdicts, error) {
@@ -93,7 +98,7 @@ func OpenVerdicts(stateDir string, scan ScanFunc) (*Verdicts, error) {
 		db.Close()
 		return nil, fmt.Errorf("open verdict store %s: %w", p, err)
 	}
-	return &Verdicts{db: db, scan: scan, now: time.Now, mem: map[string]*Verdict{}}, nil
+	return &Verdicts{db: db, scan: scan, now: time.Now, mem: map[string]*Verdict{}, reports: map[string]*report.Report{}}, nil
 }
 
 // Close closes the store.
@@ -222,8 +227,15 @@ func dependsOnRefs(p *scoring.Policy) bool {
 // for all concurrent callers.
 func (v *Verdicts) report(ctx context.Context, id string, rev uint64) (*report.Report, error) {
 	key := reportKey(id, rev)
+	v.mu.RLock()
+	mem := v.reports[key]
+	v.mu.RUnlock()
+	if mem != nil {
+		return mem, nil
+	}
 	var rep report.Report
 	if v.get(bucketReports, key, &rep) {
+		v.remember(key, &rep)
 		return &rep, nil
 	}
 	// The scan outlives one caller's cancellation: others may wait on it.
@@ -235,6 +247,7 @@ func (v *Verdicts) report(ctx context.Context, id string, rev uint64) (*report.R
 		trimmed := trim(r)
 		if gotRev == rev {
 			v.put(bucketReports, key, trimmed)
+			v.remember(key, trimmed)
 		}
 		return trimmed, nil
 	})
@@ -253,6 +266,16 @@ func await(ctx context.Context, ch <-chan singleflight.Result) (*report.Report, 
 		}
 		return res.Val.(*report.Report), nil
 	}
+}
+
+// remember keeps a report (read-only from here on) in memory.
+func (v *Verdicts) remember(key string, rep *report.Report) {
+	v.mu.Lock()
+	if len(v.reports) >= maxReports {
+		clear(v.reports)
+	}
+	v.reports[key] = rep
+	v.mu.Unlock()
 }
 
 // trim drops what verdicts never need, to keep the store small.
@@ -377,6 +400,11 @@ func (v *Verdicts) Prune(keep uint64) (int, error) {
 		return nil
 	})
 	v.mu.Lock()
+	for k := range v.reports {
+		if !strings.HasSuffix(k, suffix) {
+			delete(v.reports, k)
+		}
+	}
 	for k := range v.mem {
 		if i := strings.LastIndex(k, "|"); i < 0 || !strings.HasSuffix(k[:i], suffix) {
 			delete(v.mem, k)

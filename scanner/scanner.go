@@ -70,11 +70,13 @@ func (s *Scanner) Scan(ctx context.Context, src source.Source, store *vulnstore.
 	var st Stats
 	start := time.Now()
 	var cached source.Cached
+	fromCache := map[string]bool{}
 	if s.opts.Cache != nil {
 		cached = func(diffID string) *layerfs.FileSet {
 			fs := s.opts.Cache.Layer(diffID)
 			if fs != nil {
 				st.LayersCached++
+				fromCache[diffID] = true
 			}
 			return fs
 		}
@@ -86,7 +88,7 @@ func (s *Scanner) Scan(ctx context.Context, src source.Source, store *vulnstore.
 	st.LayersRead = len(img.Layers) - st.LayersCached
 	st.Read = time.Since(start)
 	start = time.Now()
-	idx, err := s.index(ctx, img, &st)
+	idx, err := s.index(ctx, img, fromCache, &st)
 	if err != nil {
 		return nil, st, fmt.Errorf("index %s: %w", src.Describe(), err)
 	}
@@ -101,7 +103,7 @@ func (s *Scanner) Scan(ctx context.Context, src source.Source, store *vulnstore.
 	return rep, st, nil
 }
 
-func (s *Scanner) index(ctx context.Context, img *source.Image, st *Stats) (*index.Result, error) {
+func (s *Scanner) index(ctx context.Context, img *source.Image, fromCache map[string]bool, st *Stats) (*index.Result, error) {
 	key := ""
 	useCache := s.opts.Cache != nil && !img.Unverified
 	if useCache {
@@ -111,7 +113,7 @@ func (s *Scanner) index(ctx context.Context, img *source.Image, st *Stats) (*ind
 			return res, nil
 		}
 		for _, l := range img.Layers {
-			if s.opts.Cache.Layer(l.DiffID) == nil {
+			if !fromCache[l.DiffID] {
 				s.opts.Cache.PutLayer(l.DiffID, l.Files)
 			}
 		}
