@@ -158,43 +158,37 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	defer scanCache.Close()
 	sc := scanner.New(scanner.Options{Cache: scanCache})
 	metrics := authz.NewMetrics(db.age)
-	scan := func(ctx context.Context, id string) (*report.Report, uint64, error) {
-		start := time.Now()
-		defer func() { metrics.ObserveScan(time.Since(start).Seconds()) }()
-		s, release, err := handle.Acquire()
-		if err != nil {
-			return nil, 0, err
+	// scanWith scans what src names against the database in use, and
+	// reports which revision that was.
+	scanWith := func(src func(string) source.Source) authz.ScanFunc {
+		return func(ctx context.Context, image string) (*report.Report, uint64, error) {
+			start := time.Now()
+			defer func() { metrics.ObserveScan(time.Since(start).Seconds()) }()
+			s, release, err := handle.Acquire()
+			if err != nil {
+				return nil, 0, err
+			}
+			defer release()
+			rep, st, err := sc.Scan(ctx, src(image), s)
+			if err != nil {
+				return nil, 0, err
+			}
+			log.WithFields(logrus.Fields{"image": image, "layers_read": st.LayersRead, "layers_cached": st.LayersCached,
+				"read": st.Read, "index": st.Index, "match": st.Match}).Debug("scanned")
+			for _, w := range rep.Warnings {
+				log.WithField("image", image).Warn(w)
+			}
+			return rep, s.Revision(), nil
 		}
-		defer release()
-		rep, st, err := sc.Scan(ctx, source.Docker{Client: dc, Ref: id}, s)
-		if err != nil {
-			return nil, 0, err
-		}
-		log.WithFields(logrus.Fields{"image": id, "layers_read": st.LayersRead, "layers_cached": st.LayersCached,
-			"read": st.Read, "index": st.Index, "match": st.Match}).Debug("scanned")
-		for _, w := range rep.Warnings {
-			log.WithField("image", id).Warn(w)
-		}
-		return rep, s.Revision(), nil
 	}
-	remoteScan := func(ctx context.Context, ref string) (*report.Report, uint64, error) {
-		s, release, err := handle.Acquire()
-		if err != nil {
-			return nil, 0, err
-		}
-		defer release()
+	scan := scanWith(func(id string) source.Source { return source.Docker{Client: dc, Ref: id} })
+	remoteScan := scanWith(func(ref string) source.Source {
 		src := source.Registry{Ref: ref}
 		if f.registryAuth != "" {
 			src.Keychain = source.ConfigKeychain{Path: f.registryAuth}
 		}
-		start := time.Now()
-		defer func() { metrics.ObserveScan(time.Since(start).Seconds()) }()
-		rep, _, err := sc.Scan(ctx, src, s)
-		if err != nil {
-			return nil, 0, err
-		}
-		return rep, s.Revision(), nil
-	}
+		return src
+	})
 	verdicts, err := authz.OpenVerdicts(a.stateDir, scan)
 	if err != nil {
 		return err
