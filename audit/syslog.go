@@ -2,8 +2,8 @@ package audit
 
 import (
 	"encoding/json"
-
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -228,22 +228,50 @@ func (s *Syslog) write(conn net.Conn, msg []byte) error {
 	return err
 }
 
-// JSON writes each record as a JSON line (to stderr, for journald).
+// JSON writes each record as a JSON line (to stderr, for the journal).
+// Record only queues: a stalled journal must not stall docker calls. What
+// does not fit the queue is dropped and counted.
 type JSON struct {
-	mu  sync.Mutex
-	enc *json.Encoder
+	queue   chan Record
+	done    chan struct{}
+	dropped atomic.Int64
 }
 
-// NewJSON returns a JSON-lines auditor writing to w.
-func NewJSON(w interface{ Write([]byte) (int, error) }) *JSON {
-	return &JSON{enc: json.NewEncoder(w)}
+// NewJSON starts a JSON-lines auditor writing to w.
+func NewJSON(w io.Writer) *JSON {
+	j := &JSON{queue: make(chan Record, 1024), done: make(chan struct{})}
+	go func() {
+		defer close(j.done)
+		enc := json.NewEncoder(w)
+		for r := range j.queue {
+			enc.Encode(struct {
+				Audit Record `json:"audit"`
+			}{r})
+		}
+	}()
+	return j
 }
 
-// Record implements Auditor.
+// Record implements Auditor; it never blocks.
 func (j *JSON) Record(r Record) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.enc.Encode(struct {
-		Audit Record `json:"audit"`
-	}{r})
+	select {
+	case j.queue <- r:
+	default:
+		j.dropped.Add(1)
+	}
+}
+
+// Dropped counts records lost to a full queue.
+func (j *JSON) Dropped() int64 { return j.dropped.Load() }
+
+// Close writes what is queued, waiting at most timeout. No Record may
+// follow.
+func (j *JSON) Close(timeout time.Duration) error {
+	close(j.queue)
+	select {
+	case <-j.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("audit: JSON copies still queued at shutdown")
+	}
 }

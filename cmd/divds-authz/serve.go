@@ -199,7 +199,8 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	auditor := audit.Multi{sys, audit.NewJSON(a.stderr)}
+	jsonCopy := audit.NewJSON(a.stderr)
+	auditor := audit.Multi{sys, jsonCopy}
 	plugin := authz.New(pol, authz.Options{
 		Daemon: daemon, Verdicts: verdicts, Database: db, Auditor: auditor, Metrics: metrics, Log: log,
 		PolicyPath: a.policyPath, PluginName: f.pluginName, RemoteScan: remoteScan,
@@ -290,7 +291,10 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		log.WithError(err).Error("audit records lost at shutdown")
 	}
 	cancel()
-	wg.Wait()
+	wg.Wait() // the policy watcher may still audit a reload
+	if err := jsonCopy.Close(5 * time.Second); err != nil {
+		log.WithError(err).Warn(err)
+	}
 	return nil
 }
 
