@@ -3,6 +3,7 @@ package vulnstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,9 +54,13 @@ type Builder struct {
 
 	infos    map[string]*UpdaterInfo // the new database's updaters
 	replaced map[string]bool
-	cur      *UpdaterInfo
-	changed  bool
-	done     bool
+	// prevRev is the previous database's revision, kept even when its
+	// content is not: revisions must only grow, or verdicts cached for an
+	// old revision number would be taken for the new content's.
+	prevRev uint64
+	cur     *UpdaterInfo
+	changed bool
+	done    bool
 }
 
 // Begin starts a new database for the state directory. It waits for any
@@ -90,8 +95,15 @@ func Begin(ctx context.Context, stateDir string, opts BuildOptions) (*Builder, e
 func (b *Builder) open() error {
 	old, err := Open(b.path)
 	switch {
+	case err == nil && old.meta.Sample && !b.opts.Sample:
+		// Real data never keeps sample data beside it: an updater that
+		// fails now would leave its 2021 sample records in a database
+		// no longer labelled as sample.
+		b.prevRev = old.meta.Revision
+		old.Close()
 	case err == nil:
 		b.old = old
+		b.prevRev = old.meta.Revision
 		us, err := old.Updaters()
 		if err != nil {
 			return fmt.Errorf("read previous database: %w", err)
@@ -105,6 +117,7 @@ func (b *Builder) open() error {
 		// A database we cannot read (another schema, corruption) is
 		// replaced by what this run writes; its data is lost either way.
 		b.old = nil
+		b.prevRev = lastRevision(b.path)
 	}
 	// Left behind by a writer that was killed: never live, safe to remove.
 	if err := os.Remove(b.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -151,6 +164,28 @@ func (b *Builder) put(bucket, key, value []byte) error {
 		return b.beginTx()
 	}
 	return nil
+}
+
+// lastRevision reads the revision of a database this version cannot
+// otherwise use (another schema), or, when even that fails, seeds one
+// from the clock, above any counter a database here could have reached.
+func lastRevision(path string) uint64 {
+	var rev uint64
+	if db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: time.Second}); err == nil {
+		db.View(func(tx *bolt.Tx) error {
+			if m := tx.Bucket(bucketMeta); m != nil {
+				if v := m.Get(keyRevision); len(v) == 8 {
+					rev = binary.BigEndian.Uint64(v)
+				}
+			}
+			return nil
+		})
+		db.Close()
+	}
+	if rev == 0 {
+		rev = uint64(time.Now().Unix())
+	}
+	return rev
 }
 
 // Previous returns what the previous database knew of an updater.
@@ -418,9 +453,8 @@ func (b *Builder) Commit(ctx context.Context) (Meta, error) {
 			return Meta{}, err
 		}
 	}
-	meta := Meta{Schema: SchemaVersion, UpdatedAt: b.opts.Now().UTC(), Sample: b.opts.Sample}
+	meta := Meta{Schema: SchemaVersion, UpdatedAt: b.opts.Now().UTC(), Sample: b.opts.Sample, Revision: b.prevRev}
 	if b.old != nil {
-		meta.Revision = b.old.meta.Revision
 		meta.Sample = meta.Sample || (b.old.meta.Sample && !b.changed)
 	}
 	if b.changed || b.old == nil {

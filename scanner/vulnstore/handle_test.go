@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quay/claircore"
 	bolt "go.etcd.io/bbolt"
@@ -13,13 +14,18 @@ import (
 
 func build(t *testing.T, dir string, n int) Meta {
 	t.Helper()
+	return buildWith(t, dir, BuildOptions{}, "test", n)
+}
+
+func buildWith(t *testing.T, dir string, opts BuildOptions, updater string, n int) Meta {
+	t.Helper()
 	ctx := context.Background()
-	b, err := Begin(ctx, dir, BuildOptions{})
+	b, err := Begin(ctx, dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Abort()
-	if err := b.StartUpdater("test", KindVulnerability, "", b.opts.Now()); err != nil {
+	if err := b.StartUpdater(updater, KindVulnerability, "", b.opts.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
@@ -101,5 +107,62 @@ func TestNotADatabase(t *testing.T) {
 	build(t, dir, 1)
 	if _, err := Open(Path(dir)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A real update over the sample database keeps none of the sample data,
+// even for updaters that fail, and the revision still grows.
+func TestRealUpdateDropsSampleData(t *testing.T) {
+	dir := t.TempDir()
+	buildWith(t, dir, BuildOptions{Sample: true}, "ubuntu", 3)
+	m1 := buildWith(t, dir, BuildOptions{Sample: true}, "alpine", 2) // sample: copies ubuntu forward
+	if !m1.Sample || m1.Revision != 2 {
+		t.Fatalf("sample meta %+v", m1)
+	}
+	ctx := context.Background()
+	b, err := Begin(ctx, dir, BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.StartUpdater("alpine", KindVulnerability, "", time.Now())
+	b.AddVulnerability(&claircore.Vulnerability{Name: "CVE-2", Package: &claircore.Package{Name: "q"}})
+	b.FinishUpdater()
+	b.MarkFailed("ubuntu", KindVulnerability, errors.New("network down"))
+	m2, err := b.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Sample || m2.Revision != 3 {
+		t.Fatalf("meta %+v", m2)
+	}
+	s, _ := Open(Path(dir))
+	defer s.Close()
+	if err := s.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+	us, _ := s.Updaters()
+	for _, u := range us {
+		if u.Name == "ubuntu" && u.Records != 0 {
+			t.Fatalf("sample ubuntu data kept in a real database: %+v", u)
+		}
+	}
+}
+
+// A database of another schema is replaced, and the revision continues
+// from its own rather than restarting at 1.
+func TestRevisionContinuesOverAnotherSchema(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 3; i++ {
+		build(t, dir, 1)
+	}
+	db, _ := bolt.Open(Path(dir), 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("99")) })
+	db.Close()
+	if m := build(t, dir, 1); m.Revision != 4 {
+		t.Fatalf("revision %d, want 4", m.Revision)
+	}
+	os.WriteFile(Path(dir), []byte("garbage"), 0o600)
+	if m := build(t, dir, 1); m.Revision < 1_000_000 {
+		t.Fatalf("revision %d after an unreadable file: want one seeded above any counter", m.Revision)
 	}
 }
