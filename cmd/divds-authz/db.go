@@ -2,6 +2,7 @@ package main
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -84,41 +86,23 @@ on purpose.`,
 				}
 				opts.Client = mirror.New(root).Client()
 			}
-			_, existed := os.Stat(vulnstore.Path(a.stateDir))
 			prog := newProgress(a.stdout, a.log, isTerminal(a.stdout) && format == "table")
 			opts.Events = prog.event
-			b, err := vulnstore.Begin(ctx, a.stateDir, vulnstore.BuildOptions{})
-			if err != nil {
+			res, err := a.runUpdate(ctx, opts, noFallback, prog.close)
+			if res.Summary.Results != nil {
+				a.printUpdateSummary(res.Summary, format)
+			}
+			switch {
+			case res.Sample:
+				fmt.Fprintf(a.stdout, "every updater failed and there was no database: installed the SAMPLE database (revision %d): demo data, not a real diagnosis; run `divds-authz db update` again when the network is back\n", res.Meta.Revision)
+				return err
+			case errors.Is(err, errAllFailed):
+				return fmt.Errorf("%w; the previous database is unchanged", err)
+			case err != nil:
 				return err
 			}
-			defer b.Abort()
-			sum, err := updater.Run(ctx, b, opts)
-			prog.close()
-			if err != nil {
-				return err
-			}
-			if sum.AllFailed() && errors.Is(existed, os.ErrNotExist) && !noFallback {
-				b.Abort()
-				a.printUpdateSummary(sum, format)
-				a.log.Warn("every updater failed and there is no database yet: installing the shipped SAMPLE database so the plugin can start; run `divds-authz db update` again when the network is back")
-				meta, _, err := sample.Build(ctx, a.stateDir)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "installed the SAMPLE database (revision %d): demo data, not a real diagnosis\n", meta.Revision)
-				return errors.New("every updater failed")
-			}
-			if sum.AllFailed() {
-				a.printUpdateSummary(sum, format)
-				return errors.New("every updater failed; the previous database is unchanged")
-			}
-			meta, err := b.Commit(ctx)
-			if err != nil {
-				return err
-			}
-			a.printUpdateSummary(sum, format)
 			if format == "table" {
-				fmt.Fprintf(a.stdout, "database revision %d at %s\n", meta.Revision, vulnstore.Path(a.stateDir))
+				fmt.Fprintf(a.stdout, "database revision %d at %s\n", res.Meta.Revision, vulnstore.Path(a.stateDir))
 			}
 			return nil
 		},
@@ -129,6 +113,58 @@ on purpose.`,
 	cmd.Flags().BoolVar(&noFallback, "no-sample-fallback", false, "never install the sample database when every updater fails")
 	cmd.Flags().StringVar(&format, "format", "table", "summary format: table or json")
 	return cmd
+}
+
+// errAllFailed is an update in which no updater succeeded.
+var errAllFailed = errors.New("every updater failed")
+
+// updateResult is the outcome of runUpdate.
+type updateResult struct {
+	Summary updater.Summary
+	Meta    vulnstore.Meta
+	// Sample is set when the shipped sample was installed instead.
+	Sample bool
+}
+
+// runUpdate runs one database update and swaps the result in. When every
+// updater fails and there is no database yet (a first start with no
+// network), it installs the shipped sample instead, unless noSample, so
+// that the gates have data; the sample is labelled as such. done, if
+// set, is called when the updaters have finished.
+func (a *app) runUpdate(ctx context.Context, opts updater.Options, noSample bool, done func()) (updateResult, error) {
+	var res updateResult
+	finish := sync.OnceFunc(func() {
+		if done != nil {
+			done()
+		}
+	})
+	defer finish()
+	_, statErr := os.Stat(vulnstore.Path(a.stateDir))
+	b, err := vulnstore.Begin(ctx, a.stateDir, vulnstore.BuildOptions{})
+	if err != nil {
+		return res, err
+	}
+	defer b.Abort()
+	res.Summary, err = updater.Run(ctx, b, opts)
+	finish()
+	if err != nil {
+		return res, err
+	}
+	if !res.Summary.AllFailed() {
+		res.Meta, err = b.Commit(ctx)
+		return res, err
+	}
+	b.Abort() // releases the lock the sample build takes
+	if noSample || !errors.Is(statErr, os.ErrNotExist) {
+		return res, errAllFailed
+	}
+	a.log.Warn("every updater failed and there is no database yet: installing the shipped SAMPLE database")
+	res.Meta, _, err = sample.Build(ctx, a.stateDir)
+	if err != nil {
+		return res, err
+	}
+	res.Sample = true
+	return res, errAllFailed
 }
 
 func contains(list []string, s string) bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,5 +58,47 @@ func TestDBUpdateFromMirrorAndStatus(t *testing.T) {
 	code, _, errs = run(t, "--state-dir", t.TempDir(), "db", "status")
 	if code != 1 || !strings.Contains(errs, "db update") {
 		t.Errorf("missing database: %d %s", code, errs)
+	}
+}
+
+// TestDBUpdateFallsBackToSample: with no database and no tracker
+// answering, db update installs the shipped sample (exit 1, and labelled
+// as sample); a second failing update leaves it as it is.
+func TestDBUpdateFallsBackToSample(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	empty := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(empty, "unreachable.example"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--state-dir", state, "db", "update", "--mirror", empty, "--updaters", "alpine,ubuntu"}
+	code, out, errs := run(t, args...)
+	if code != 1 || !strings.Contains(out, "installed the SAMPLE database") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	status := func() dbStatus {
+		_, out, _ := run(t, "--state-dir", state, "db", "status", "--format", "json")
+		var st dbStatus
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return st
+	}
+	if st := status(); !st.Sample || st.Revision == 0 {
+		t.Fatalf("status %+v", st)
+	}
+	code, _, errs = run(t, args...)
+	if code != 1 || !strings.Contains(errs, "previous database is unchanged") {
+		t.Fatalf("second failing update: %d %s", code, errs)
+	}
+	if st := status(); !st.Sample {
+		t.Fatal("the sample label was lost")
+	}
+	// --no-sample-fallback: no database at all.
+	other := filepath.Join(t.TempDir(), "state")
+	if code, _, _ := run(t, "--state-dir", other, "db", "update", "--mirror", empty, "--updaters", "alpine", "--no-sample-fallback"); code != 1 {
+		t.Fatal("want exit 1")
+	}
+	if _, err := os.Stat(filepath.Join(other, "vuln.db")); err == nil {
+		t.Fatal("a database was written")
 	}
 }

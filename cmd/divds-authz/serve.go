@@ -24,7 +24,6 @@ import (
 	"github.com/divds/divds/report"
 	"github.com/divds/divds/scanner"
 	"github.com/divds/divds/scanner/cache"
-	"github.com/divds/divds/scanner/sample"
 	"github.com/divds/divds/scanner/source"
 	"github.com/divds/divds/scanner/updater"
 	"github.com/divds/divds/scanner/vulnstore"
@@ -321,36 +320,16 @@ func (a *app) backgroundUpdates(ctx context.Context, h *vulnstore.Handle, f serv
 	update := func(ctx context.Context) error {
 		opts := updater.Options{}
 		if f.mirror != "" {
-			root := os.DirFS(f.mirror)
-			opts.Client = mirrorClient(root)
+			opts.Client = mirrorClient(os.DirFS(f.mirror))
 		}
-		b, err := vulnstore.Begin(ctx, a.stateDir, vulnstore.BuildOptions{})
-		if err != nil {
-			return err
+		res, err := a.runUpdate(ctx, opts, false, nil)
+		if err == nil || res.Sample {
+			h.Reload()
 		}
-		defer b.Abort()
-		sum, err := updater.Run(ctx, b, opts)
-		if err != nil {
-			return err
+		if err == nil {
+			log.WithFields(logrus.Fields{"revision": res.Meta.Revision, "failed": res.Summary.Failed()}).Info("vulnerability database updated")
 		}
-		if sum.AllFailed() {
-			b.Abort()
-			if _, ok := h.Meta(); !ok {
-				log.Warn("every updater failed and there is no database: installing the shipped SAMPLE database; real data follows when the network is back")
-				if _, _, err := sample.Build(ctx, a.stateDir); err != nil {
-					return err
-				}
-				h.Reload()
-			}
-			return fmt.Errorf("every updater failed")
-		}
-		meta, err := b.Commit(ctx)
-		if err != nil {
-			return err
-		}
-		h.Reload()
-		log.WithFields(logrus.Fields{"revision": meta.Revision, "failed": sum.Failed()}).Info("vulnerability database updated")
-		return nil
+		return err
 	}
 	updater.Background(ctx, updater.BackgroundOptions{
 		Interval: f.updateInterval, Initial: !have, Update: update,
