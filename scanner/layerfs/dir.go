@@ -109,7 +109,7 @@ func (d *dirReader) visit(p string, last bool) (more bool, err error) {
 		if opaque(fd) {
 			d.fs.Opaque = append(d.fs.Opaque, p)
 		}
-		if last && WantedDir(p) {
+		if last && readsChildren(p) {
 			return false, d.readDir(p)
 		}
 		return true, nil

@@ -66,13 +66,13 @@ func OnWantedPath(p string) bool {
 	return false
 }
 
-// WantedDir reports whether p is a wanted or marker directory.
-func WantedDir(p string) bool {
-	for _, list := range [][]string{wantedDirs, markerDirs} {
-		for _, d := range list {
-			if p == d {
-				return true
-			}
+// readsChildren reports whether p is a directory whose files are wanted.
+// A marker directory only needs to exist: dpkg's info holds thousands of
+// files, and listing them would cost a system call each.
+func readsChildren(p string) bool {
+	for _, d := range wantedDirs {
+		if p == d {
+			return true
 		}
 	}
 	return false
