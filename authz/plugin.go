@@ -238,7 +238,9 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 		return authorization.Response{Allow: true}
 	}
 	start := time.Now()
-	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
+	// Only a pull is acted on here, and it has no body: parsing without
+	// one spares decoding every container create's JSON a second time.
+	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, nil)
 	// A streamed pull reaches here with status 0 (the daemon resets the
 	// recorded status when it flushes), whether it succeeded or not: what
 	// arrived is checked either way. A status of 300 or more is a failed
