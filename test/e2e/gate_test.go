@@ -63,11 +63,7 @@ func startGate(t *testing.T, policy string) *gate {
 // importBionic imports the bionic rootfs as a vulnerable image.
 func (g *gate) importBionic(t *testing.T, tag string) {
 	t.Helper()
-	tarPath := filepath.Join(g.tars, "bionic.tar")
-	if _, err := os.Stat(tarPath); err != nil {
-		tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), tarPath)
-	}
-	g.d.MustCLI(t, "import", tarPath, tag)
+	g.d.MustCLI(t, "import", g.bionicTar(t), tag)
 }
 
 func (g *gate) importAlpine(t *testing.T, tag string) {
@@ -94,6 +90,26 @@ func (g *gate) seedRegistry(t *testing.T, layerTar, ref string) {
 	if err := remote.Write(r, img); err != nil {
 		t.Fatalf("seed %s: %v", ref, err)
 	}
+}
+
+// bionicTar and alpineTar write (once per test) the layer tars of the
+// vulnerable and the clean image.
+func (g *gate) bionicTar(t *testing.T) string {
+	p := filepath.Join(g.tars, "bionic.tar")
+	if _, err := os.Stat(p); err != nil {
+		tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), p)
+	}
+	return p
+}
+
+func (g *gate) alpineTar(t *testing.T) string {
+	p := filepath.Join(g.tars, "alpine.tar")
+	if _, err := os.Stat(p); err != nil {
+		root := t.TempDir()
+		untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+		tarDir(t, root, p)
+	}
+	return p
 }
 
 func mustConfig(t *testing.T) v1.Image {
@@ -189,16 +205,10 @@ func TestPushGate(t *testing.T) {
 
 func TestPullGate(t *testing.T) {
 	g := startGate(t, "")
-	bionicTar := filepath.Join(g.tars, "bionic.tar")
-	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
 	vuln := g.reg.Addr + "/bionic:vuln"
-	g.seedRegistry(t, bionicTar, vuln)
-	alpineTar := filepath.Join(g.tars, "alpine.tar")
-	root := t.TempDir()
-	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
-	tarDir(t, root, alpineTar)
+	g.seedRegistry(t, g.bionicTar(t), vuln)
 	clean := g.reg.Addr + "/alpine-mini:3.7.3"
-	g.seedRegistry(t, alpineTar, clean)
+	g.seedRegistry(t, g.alpineTar(t), clean)
 
 	// The CLI reports a streamed pull as done: the deny comes after the
 	// layers. What counts is that the image is gone and cannot run.
@@ -370,14 +380,8 @@ func rawRequest(t *testing.T, sock, requestLine string, headers map[string]strin
 func TestBypassTable(t *testing.T) {
 	g := startGate(t, "")
 	host := g.reg.Addr
-	bionicTar := filepath.Join(g.tars, "bionic.tar")
-	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
-	g.seedRegistry(t, bionicTar, host+"/bionic:vuln")
-	root := t.TempDir()
-	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
-	alpineTar := filepath.Join(g.tars, "alpine.tar")
-	tarDir(t, root, alpineTar)
-	g.seedRegistry(t, alpineTar, host+"/clean:1")
+	g.seedRegistry(t, g.bionicTar(t), host+"/bionic:vuln")
+	g.seedRegistry(t, g.alpineTar(t), host+"/clean:1")
 	g.importBionic(t, "bionic:local")
 	g.importAlpine(t, "clean:local")
 
@@ -617,16 +621,10 @@ func TestConcurrentPulls(t *testing.T) {
 // never lands. A clean image still pulls.
 func TestPullScanBefore(t *testing.T) {
 	g := startGate(t, "pull_scan: before\n")
-	bionicTar := filepath.Join(g.tars, "bionic.tar")
-	tarDir(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), bionicTar)
 	vuln := g.reg.Addr + "/bionic:vuln"
-	g.seedRegistry(t, bionicTar, vuln)
-	root := t.TempDir()
-	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
-	alpineTar := filepath.Join(g.tars, "alpine.tar")
-	tarDir(t, root, alpineTar)
+	g.seedRegistry(t, g.bionicTar(t), vuln)
 	clean := g.reg.Addr + "/clean:1"
-	g.seedRegistry(t, alpineTar, clean)
+	g.seedRegistry(t, g.alpineTar(t), clean)
 
 	out, err := g.cli("pull", vuln)
 	mustFail(t, "pull with pull_scan: before", out, err, "denied before the pull: image score "+bionicScore)
