@@ -173,6 +173,18 @@ func requestID(ctx context.Context) string {
 	return id
 }
 
+// gates maps each gated action to the policy switch that turns it on
+// and to its gate.
+var gates = map[Action]struct {
+	on     scoring.Action
+	decide func(*Plugin, context.Context, *Call, *scoring.Policy) decision
+}{
+	ActPush:   {scoring.ActionPush, (*Plugin).gatePush},
+	ActPull:   {scoring.ActionPull, (*Plugin).gatePullBefore},
+	ActCreate: {scoring.ActionRun, (*Plugin).gateCreate},
+	ActStart:  {scoring.ActionRun, (*Plugin).gateStart},
+}
+
 // AuthZReq decides a request before the daemon acts on it: wherever
 // possible the decision is made here, since a deny in the response phase
 // cannot stop a streamed pull, push, load or build.
@@ -195,33 +207,17 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	}
 	pol := p.Policy()
 	var d decision
-	switch call.Action {
-	case ActPush:
-		if !pol.Gated(scoring.ActionPush) {
+	if g, ok := gates[call.Action]; ok {
+		if !pol.Gated(g.on) {
 			return authorization.Response{Allow: true}
 		}
-		d = p.gatePush(ctx, call, pol)
-	case ActPull:
-		if !pol.Gated(scoring.ActionPull) {
-			return authorization.Response{Allow: true}
-		}
-		d = p.gatePullBefore(ctx, call, pol)
-	case ActCreate:
-		if !pol.Gated(scoring.ActionRun) {
-			return authorization.Response{Allow: true}
-		}
-		d = p.gateCreate(ctx, call, pol)
-	case ActStart:
-		if !pol.Gated(scoring.ActionRun) {
-			return authorization.Response{Allow: true}
-		}
-		d = p.gateStart(ctx, call, pol)
-	case ActPluginAdmin:
+		d = g.decide(p, ctx, call, pol)
+	} else if call.Action == ActPluginAdmin {
 		d = p.gatePluginAdmin(ctx, call, pol)
 		if d.allow {
 			return authorization.Response{Allow: true}
 		}
-	default:
+	} else {
 		// Load, build, import, commit and tag bring images that the run
 		// gate checks before anything runs; auth, ping and the rest are
 		// not about images. None is audited, and /auth's body (which
