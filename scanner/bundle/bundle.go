@@ -24,6 +24,7 @@ import (
 	"github.com/quay/claircore"
 	"github.com/quay/claircore/libvuln/driver"
 
+	"github.com/divds/divds/internal/safejson"
 	"github.com/divds/divds/scanner/vulnstore"
 )
 
@@ -129,7 +130,7 @@ func Import(ctx context.Context, b *vulnstore.Builder, r io.Reader, opts Options
 			continue
 		}
 		var e entry
-		if err := json.Unmarshal(raw, &e); err != nil {
+		if err := safejson.Unmarshal(raw, &e); err != nil {
 			return sum, fmt.Errorf("%s bundle line %d: not a jsonblob record: %w", format, line, err)
 		}
 		if e.Updater == "" || e.Ref == uuid.Nil {

@@ -143,6 +143,10 @@ func TestBadBundles(t *testing.T) {
 		{"gzip of garbage", []byte{0x1f, 0x8b, 0, 0, 0}, "gzip"},
 		{"empty", nil, "empty"},
 		{"tar archive", append([]byte("ustar"), make([]byte, 600)...), "not a jsonblob record"},
+		// claircore's enum decoders panic on a substring of a valid name;
+		// found by FuzzImport.
+		{"package kind substring", []byte(`{"Updater":"u","Ref":"800f0162-21f3-499b-8dfa-c27682c878d1","Vuln":{"package":{"kind":"ource"}},"Kind":"vulnerability"}` + "\n"), "line 1: not a jsonblob record: malformed field value"},
+		{"arch_op substring", []byte(`{"Updater":"u","Ref":"800f0162-21f3-499b-8dfa-c27682c878d1","Vuln":{"arch_op":"qual"},"Kind":"vulnerability"}` + "\n"), "line 1: not a jsonblob record: malformed field value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 func FuzzImport(f *testing.F) {
 	f.Add([]byte(`{"Updater":"u","Fingerprint":"","Date":"2020-01-01T00:00:00Z","Ref":"800f0162-21f3-499b-8dfa-c27682c878d1","Vuln":{"name":"CVE-1","package":{"name":"p","kind":"source"}},"Kind":"vulnerability"}` + "\n"))
 	f.Add([]byte(`{"Updater":"u","Ref":"800f0162-21f3-499b-8dfa-c27682c878d1","Enrichment":{"Tags":["a"],"Enrichment":{}},"Kind":"enrichment"}`))
+	f.Add([]byte(`{"Updater":"u","Ref":"800f0162-21f3-499b-8dfa-c27682c878d1","Vuln":{"package":{"kind":"ource"},"arch_op":"qual"},"Kind":"vulnerability"}`))
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0})
 	f.Add([]byte{0x1f, 0x8b, 8, 0})
 	dir := f.TempDir()

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/divds/divds/internal/safejson"
 	"github.com/divds/divds/scanner/index"
 	"github.com/divds/divds/scanner/layerfs"
 )
@@ -86,7 +87,7 @@ func (c *Cache) get(bucket, key []byte, v any) bool {
 		if raw == nil {
 			return nil
 		}
-		if err := json.Unmarshal(raw, v); err != nil {
+		if err := safejson.Unmarshal(raw, v); err != nil {
 			c.log.WithError(err).Warnf("scan cache: unreadable entry %q ignored", key)
 			return nil
 		}

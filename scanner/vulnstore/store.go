@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/divds/divds/internal/safejson"
 	"github.com/quay/claircore"
 	"github.com/quay/claircore/datastore"
 	"github.com/quay/claircore/libvuln/driver"
@@ -509,7 +510,7 @@ func cachedBlob[T any](r *reader, id uint64, cache map[uint64]*T) (*T, error) {
 		return nil, err
 	}
 	v = new(T)
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := safejson.Unmarshal(b, v); err != nil {
 		return nil, fmt.Errorf("blob %d: %w", id, err)
 	}
 	r.s.blobMu.Lock()
