@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/divds/divds/audit"
+	"github.com/divds/divds/internal/guard"
 	"github.com/divds/divds/scoring"
 )
 
@@ -293,6 +294,7 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *sc
 	}
 	d.err = err
 	d.reason = "error"
+	p.logPanic(err)
 	if pol.OnError == scoring.OnErrorAllow {
 		d.allow = true
 		p.opts.Log.WithError(err).Warnf("%s of %s allowed without a verdict (on_error: allow)", action, ref)
@@ -334,6 +336,16 @@ func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) 
 		last = d
 	}
 	return last
+}
+
+// logPanic writes the stack of a scan that panicked inside claircore to
+// the plugin's log: the verdict's message stays one line, and the stack is
+// what a bug report needs.
+func (p *Plugin) logPanic(err error) {
+	var pe *guard.PanicError
+	if errors.As(err, &pe) {
+		p.opts.Log.WithError(err).Errorf("scan panicked; stack:\n%s", pe.Stack)
+	}
 }
 
 func (p *Plugin) daemonError(ctx context.Context, action, ref string, pol *scoring.Policy, err error) decision {
@@ -409,6 +421,7 @@ func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Pol
 		}
 	}
 	d.err, d.reason = err, "error"
+	p.logPanic(err)
 	if pol.OnError == scoring.OnErrorAllow {
 		d.allow = true
 		return d

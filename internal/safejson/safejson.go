@@ -10,16 +10,12 @@ package safejson
 
 import (
 	"encoding/json"
-	"fmt"
+
+	"github.com/divds/divds/internal/guard"
 )
 
 // Unmarshal is json.Unmarshal that turns a panic inside a field's
 // UnmarshalText or UnmarshalJSON into an error.
-func Unmarshal(data []byte, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed field value (the decoder rejected it: %v)", r)
-		}
-	}()
-	return json.Unmarshal(data, v)
+func Unmarshal(data []byte, v any) error {
+	return guard.Run("malformed field value", func() error { return json.Unmarshal(data, v) })
 }

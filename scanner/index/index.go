@@ -32,6 +32,7 @@ import (
 	"github.com/quay/claircore/suse"
 	"github.com/quay/claircore/ubuntu"
 
+	"github.com/divds/divds/internal/guard"
 	"github.com/divds/divds/scanner/layerfs"
 )
 
@@ -176,7 +177,11 @@ func scanPackages(ctx context.Context, s snapshot) ([]*claircore.Package, error)
 	var out []*claircore.Package
 	err := withLayer(ctx, s, func(l *claircore.Layer) error {
 		for _, sc := range packageScanners() {
-			pkgs, err := sc.Scan(ctx, l)
+			var pkgs []*claircore.Package
+			err := guard.Run(sc.Name()+" scanner", func() (err error) {
+				pkgs, err = sc.Scan(ctx, l)
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("%s scanner: %w", sc.Name(), err)
 			}
@@ -191,7 +196,11 @@ func scanDistribution(ctx context.Context, s snapshot) (*claircore.Distribution,
 	var dist *claircore.Distribution
 	err := withLayer(ctx, s, func(l *claircore.Layer) error {
 		for _, sc := range distributionScanners() {
-			ds, err := sc.Scan(ctx, l)
+			var ds []*claircore.Distribution
+			err := guard.Run(sc.Name()+" scanner", func() (err error) {
+				ds, err = sc.Scan(ctx, l)
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("%s scanner: %w", sc.Name(), err)
 			}

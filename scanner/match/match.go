@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/divds/divds/internal/guard"
 	"github.com/quay/claircore"
 	"github.com/quay/claircore/alpine"
 	"github.com/quay/claircore/aws"
@@ -38,48 +39,62 @@ func Match(ctx context.Context, store datastore.Vulnerability, records []*clairc
 	out := map[string][]*claircore.Vulnerability{}
 	seen := map[string]map[string]bool{}
 	for _, m := range matchers {
-		var interested []*claircore.IndexRecord
-		for _, r := range records {
-			if r.Package == nil || r.Package.NormalizedVersion.Kind == claircore.UnmatchableKind {
-				continue
-			}
-			if m.Filter(r) {
-				interested = append(interested, r)
-			}
-		}
-		if len(interested) == 0 {
-			continue
-		}
-		dbSide, authoritative := false, false
-		if vf, ok := m.(driver.VersionFilter); ok {
-			dbSide, authoritative = true, vf.VersionAuthoritative()
-		}
-		got, err := store.Get(ctx, interested, datastore.GetOpts{Matchers: m.Query(), VersionFiltering: dbSide})
+		// A matcher parses versions taken from the image; a panic on one
+		// is a failed match, not a crashed plugin.
+		err := guard.Run("matcher "+m.Name(), func() error {
+			return matchOne(ctx, store, records, m, out, seen)
+		})
 		if err != nil {
-			return nil, fmt.Errorf("matcher %s: %w", m.Name(), err)
-		}
-		for _, r := range interested {
-			id := r.Package.ID
-			for _, v := range got[id] {
-				if !authoritative {
-					ok, err := m.Vulnerable(ctx, r, v)
-					if err != nil {
-						return nil, fmt.Errorf("matcher %s: %s %s: %w", m.Name(), r.Package.Name, v.Name, err)
-					}
-					if !ok {
-						continue
-					}
-				}
-				if seen[id] == nil {
-					seen[id] = map[string]bool{}
-				}
-				if seen[id][v.ID] {
-					continue
-				}
-				seen[id][v.ID] = true
-				out[id] = append(out[id], v)
-			}
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// matchOne runs one matcher over records, adding to out what it finds
+// that seen does not already hold.
+func matchOne(ctx context.Context, store datastore.Vulnerability, records []*claircore.IndexRecord, m driver.Matcher, out map[string][]*claircore.Vulnerability, seen map[string]map[string]bool) error {
+	var interested []*claircore.IndexRecord
+	for _, r := range records {
+		if r.Package == nil || r.Package.NormalizedVersion.Kind == claircore.UnmatchableKind {
+			continue
+		}
+		if m.Filter(r) {
+			interested = append(interested, r)
+		}
+	}
+	if len(interested) == 0 {
+		return nil
+	}
+	dbSide, authoritative := false, false
+	if vf, ok := m.(driver.VersionFilter); ok {
+		dbSide, authoritative = true, vf.VersionAuthoritative()
+	}
+	got, err := store.Get(ctx, interested, datastore.GetOpts{Matchers: m.Query(), VersionFiltering: dbSide})
+	if err != nil {
+		return fmt.Errorf("matcher %s: %w", m.Name(), err)
+	}
+	for _, r := range interested {
+		id := r.Package.ID
+		for _, v := range got[id] {
+			if !authoritative {
+				ok, err := m.Vulnerable(ctx, r, v)
+				if err != nil {
+					return fmt.Errorf("matcher %s: %s %s: %w", m.Name(), r.Package.Name, v.Name, err)
+				}
+				if !ok {
+					continue
+				}
+			}
+			if seen[id] == nil {
+				seen[id] = map[string]bool{}
+			}
+			if seen[id][v.ID] {
+				continue
+			}
+			seen[id][v.ID] = true
+			out[id] = append(out[id], v)
+		}
+	}
+	return nil
 }
