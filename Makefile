@@ -49,7 +49,7 @@ unit: gomod
 	$(GO) test -count=1 ./...
 
 # Each fuzz target runs for a short, fixed time; `make fuzz FUZZTIME=5m` for longer.
-FUZZ_TARGETS := scoring:FuzzParse authz:FuzzParse report:FuzzRead scanner/bundle:FuzzImport scanner/vulnstore:FuzzDecodeRecord scanner/layerfs:FuzzFromTar scanner/source:FuzzReadArchive
+FUZZ_TARGETS := scoring:FuzzParse authz:FuzzParse report:FuzzRead scanner/bundle:FuzzImport scanner/index:FuzzIndex scanner/vulnstore:FuzzDecodeRecord scanner/layerfs:FuzzFromTar scanner/source:FuzzReadArchive
 fuzz: gomod
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \
