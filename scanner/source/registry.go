@@ -62,6 +62,16 @@ func (r Registry) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", r.Ref, err)
 	}
+	// go-containerregistry reads the config up to the size the manifest
+	// declares, and without any bound when that size is negative: the
+	// registry, not the plugin, would choose how much memory a scan takes.
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s manifest: %w", r.Ref, err)
+	}
+	if m.Config.Size < 0 || m.Config.Size > maxJSON {
+		return nil, fmt.Errorf("%s: the manifest declares a config of %d bytes; the limit is %d", r.Ref, m.Config.Size, maxJSON)
+	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s config: %w", r.Ref, err)
