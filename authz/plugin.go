@@ -41,6 +41,10 @@ type Daemon interface {
 	// PluginName returns the name of the managed plugin a name, ID or ID
 	// prefix refers to (ErrNotFound when none).
 	PluginName(ctx context.Context, ref string) (string, error)
+	// PreviousServiceImage returns the image of a swarm service's
+	// previous spec, which a rollback restores (ErrNotFound when the
+	// service or its previous spec does not exist).
+	PreviousServiceImage(ctx context.Context, service string) (string, error)
 }
 
 // Database reports the state of the vulnerability database.
@@ -184,6 +188,8 @@ var gates = map[Action]struct {
 	ActPull:   {scoring.ActionPull, (*Plugin).gatePullBefore},
 	ActCreate: {scoring.ActionRun, (*Plugin).gateCreate},
 	ActStart:  {scoring.ActionRun, (*Plugin).gateStart},
+	// A service runs containers: the run switch gates it.
+	ActService: {scoring.ActionRun, (*Plugin).gateService},
 }
 
 // AuthZReq decides a request before the daemon acts on it: wherever
@@ -390,7 +396,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 		}
 	}
 	if pol.PullScan == scoring.PullScanBefore {
-		return p.remoteVerdict(ctx, ref, pol)
+		return p.remoteVerdict(ctx, "pull", ref, pol)
 	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil {
@@ -399,13 +405,14 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 	return p.verdictFor(ctx, "pull", ref, info.ID, pol)
 }
 
-// remoteVerdict scans the image in its registry before the daemon pulls
-// it (pull_scan: before).
-func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Policy) decision {
+// remoteVerdict scans the image in its registry before the daemon
+// fetches it: a pull under pull_scan: before, or a swarm service, whose
+// nodes pull by themselves.
+func (p *Plugin) remoteVerdict(ctx context.Context, action, ref string, pol *scoring.Policy) decision {
 	d := decision{image: ref}
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil && p.opts.RemoteScan == nil {
-		err = errors.New("pull_scan: before needs registry scanning, which this plugin was started without")
+		err = errors.New("registry scanning is needed, and this plugin was started without it")
 	}
 	if err == nil {
 		var v *Verdict
@@ -414,8 +421,12 @@ func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Pol
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {
 				d.reason = "score"
-				d.msg = fmt.Sprintf("pull of %s denied before the pull: %s. Approve findings in %s; details: divds-authz scan --remote %s",
-					ref, v.Summary, p.opts.PolicyPath, ref)
+				when := "before the pull"
+				if action != "pull" {
+					when = "before its tasks run"
+				}
+				d.msg = fmt.Sprintf("%s of %s denied %s (scanned in its registry): %s. Approve findings in %s; details: divds-authz scan --remote %s",
+					action, ref, when, v.Summary, p.opts.PolicyPath, ref)
 			}
 			return d
 		}
@@ -426,9 +437,64 @@ func (p *Plugin) remoteVerdict(ctx context.Context, ref string, pol *scoring.Pol
 		d.allow = true
 		return d
 	}
-	d.msg = fmt.Sprintf("pull of %s denied: it could not be scanned in the registry (pull_scan: before): %v. Give the plugin registry credentials (serve --registry-auth), use pull_scan: after, or set on_error: allow in %s",
-		ref, err, p.opts.PolicyPath)
+	hint := "give the plugin registry credentials (serve --registry-auth)"
+	if action == "pull" {
+		hint += ", use pull_scan: after"
+	}
+	d.msg = fmt.Sprintf("%s of %s denied: the image could not be scanned in its registry: %v. Fix the cause: %s, or set on_error: allow in %s",
+		action, ref, err, hint, p.opts.PolicyPath)
 	return d
+}
+
+// gateService decides a swarm service's create or update. Its tasks are
+// containers the daemon creates itself, never through /containers/create,
+// from the image each node pulls from the registry, or from the node's
+// own copy when that pull fails. So the local image (when this daemon
+// has it) must pass, and so must the registry's, unless the reference
+// pins a digest the local image already has. When the registry cannot be
+// read, a local image that passed decides; with neither, on_error does.
+func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	ref := call.Image
+	if call.Rollback {
+		what := "rollback of service " + call.Name
+		img, err := p.opts.Daemon.PreviousServiceImage(ctx, call.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// The daemon refuses the rollback itself.
+			return decision{allow: true, image: what, reason: "no previous spec"}
+		case err != nil:
+			return p.daemonError(ctx, "service", what, pol, err)
+		}
+		ref = img
+	}
+	info, err := p.opts.Daemon.Inspect(ctx, ref)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return p.daemonError(ctx, "service", ref, pol, err)
+	}
+	if err == nil {
+		local := p.verdictFor(ctx, "service", ref, info.ID, pol)
+		if !local.allow || pinned(ref) {
+			return local
+		}
+		remote := p.remoteVerdict(ctx, "service", ref, pol)
+		if remote.err == nil || local.err != nil {
+			return remote
+		}
+		local.reason = fmt.Sprintf("local image; the registry could not be read: %v", remote.err)
+		return local
+	}
+	return p.remoteVerdict(ctx, "service", ref, pol)
+}
+
+// pinned reports whether ref names a digest: the registry's image and a
+// local one found by that reference are then the same.
+func pinned(ref string) bool {
+	n, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return false
+	}
+	_, ok := n.(reference.Canonical)
+	return ok
 }
 
 // recheckQuarantine keeps a quarantine while the image still fails

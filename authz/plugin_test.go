@@ -68,6 +68,16 @@ func (d *fakeDaemon) PluginName(_ context.Context, ref string) (string, error) {
 	return "", fmt.Errorf("%w: plugin %s", ErrNotFound, ref)
 }
 
+func (d *fakeDaemon) PreviousServiceImage(_ context.Context, service string) (string, error) {
+	switch service {
+	case "s-vuln":
+		return "app:vuln", nil
+	case "s-ok":
+		return "app:ok", nil
+	}
+	return "", fmt.Errorf("%w: service %s", ErrNotFound, service)
+}
+
 func (d *fakeDaemon) Untag(_ context.Context, ref string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -97,6 +107,9 @@ func newPlugin(t testing.TB, pol *scoring.Policy, d *fakeDaemon, db Database, sc
 	scan := func(_ context.Context, id string) (*report.Report, uint64, error) {
 		scans.Add(1)
 		time.Sleep(20 * time.Millisecond) // let concurrent callers pile up
+		if strings.Contains(id, "unreachable") {
+			return nil, 0, fmt.Errorf("fetch %s: dial tcp: connection refused", id)
+		}
 		rep := &report.Report{SchemaVersion: 1, Image: report.Image{ID: id}}
 		if strings.Contains(id, "vuln") {
 			for i := 0; i < 30; i++ {
@@ -111,18 +124,25 @@ func newPlugin(t testing.TB, pol *scoring.Policy, d *fakeDaemon, db Database, sc
 	}
 	t.Cleanup(func() { v.Close() })
 	rec := &recorder{}
-	return New(pol, Options{Daemon: d, Verdicts: v, Database: db, Auditor: rec, PolicyPath: "/etc/divds/policy.yaml", PluginName: "divds:latest"}), rec
+	return New(pol, Options{Daemon: d, Verdicts: v, Database: db, Auditor: rec, PolicyPath: "/etc/divds/policy.yaml", PluginName: "divds:latest", RemoteScan: scan}), rec
 }
 
 func images() *fakeDaemon {
 	return &fakeDaemon{images: map[string]ImageInfo{
 		"app:vuln": {ID: "sha256:vuln", RepoTags: []string{"app:vuln"}},
 		"app:ok":   {ID: "sha256:ok", RepoTags: []string{"app:ok"}},
+		// local copies of images whose registry cannot be read
+		"unreachable/app:ok":   {ID: "sha256:ok", RepoTags: []string{"unreachable/app:ok"}},
+		"unreachable/app:vuln": {ID: "sha256:vuln", RepoTags: []string{"unreachable/app:vuln"}},
 	}}
 }
 
 func req(method, uri string, body string) authorization.Request {
 	return authorization.Request{RequestMethod: method, RequestURI: uri, RequestBody: []byte(body)}
+}
+
+func service(uri, image string) authorization.Request {
+	return req("POST", uri, fmt.Sprintf(`{"Name":"s1","TaskTemplate":{"ContainerSpec":{"Image":%q}}}`, image))
 }
 
 func TestGates(t *testing.T) {
@@ -157,6 +177,21 @@ func TestGates(t *testing.T) {
 		{"remove self by ID", nil, req("DELETE", "/v1.41/plugins/2c74d4c3c0aa10ae?force=1", ""), false, []string{"refused"}},
 		{"disable self allowed", func(p *scoring.Policy) { p.AllowPluginAdmin = true }, req("POST", "/plugins/divds:latest/disable", ""), true, nil},
 		{"disable another plugin", nil, req("POST", "/plugins/other/disable", ""), true, nil},
+		{"service of a failing registry image", nil, service("/v1.41/services/create", "reg/app:vuln"), false,
+			[]string{"service of reg/app:vuln denied before its tasks run (scanned in its registry): image score 238.50", "divds-authz scan --remote reg/app:vuln"}},
+		{"service of a clean registry image", nil, service("/v1.41/services/create", "reg/app:ok"), true, nil},
+		{"service update to a failing image", nil, service("/v1.41/services/s1/update?version=3", "reg/app:vuln"), false, []string{"denied"}},
+		{"service of a failing local image", nil, service("/services/create", "app:vuln"), false, []string{"service of app:vuln denied: image score"}},
+		{"service of a clean local image, registry unreadable", nil, service("/services/create", "unreachable/app:ok"), true, nil},
+		{"service of a failing local image, registry unreadable", nil, service("/services/create", "unreachable/app:vuln"), false, []string{"denied"}},
+		{"service of an image in no readable place", nil, service("/services/create", "unreachable/new:1"), false,
+			[]string{"service of unreachable/new:1 denied: the image could not be scanned in its registry", "connection refused", "serve --registry-auth"}},
+		{"service, on_error allow", func(p *scoring.Policy) { p.OnError = scoring.OnErrorAllow }, service("/services/create", "unreachable/new:1"), true, nil},
+		{"service rollback to a failing image", nil, req("POST", "/v1.41/services/s-vuln/update?version=4&rollback=previous", `{}`), false, []string{"service of app:vuln denied"}},
+		{"service rollback to a clean image", nil, req("POST", "/v1.41/services/s-ok/update?rollback=previous", `{}`), true, nil},
+		{"service rollback without a previous spec", nil, req("POST", "/v1.41/services/s-new/update?rollback=previous", `{}`), true, nil},
+		{"service, run gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionPull} }, service("/services/create", "reg/app:vuln"), true, nil},
+		{"service without a container spec", nil, req("POST", "/services/create", `{"TaskTemplate":{"PluginSpec":{}}}`), false, []string{"request refused", "without an image"}},
 		{"auth", nil, req("POST", "/v1.41/auth", `{"username":"u","password":"hunter2"}`), true, nil},
 	}
 	for _, tt := range tests {

@@ -5,9 +5,11 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/url"
 	"path"
@@ -31,6 +33,7 @@ const (
 	ActTag         Action = "tag"
 	ActAuth        Action = "auth"
 	ActPing        Action = "ping"
+	ActService     Action = "service"
 	ActPluginAdmin Action = "plugin-admin"
 	ActOther       Action = "other"
 )
@@ -56,6 +59,10 @@ var routes = []route{
 	{[]string{"POST"}, regexp.MustCompile(`^/images/(?P<name>.+)/tag$`), ActTag},
 	{[]string{"POST"}, regexp.MustCompile(`^/auth$`), ActAuth},
 	{[]string{"GET", "HEAD"}, regexp.MustCompile(`^/_ping$`), ActPing},
+	// A swarm service's tasks are containers the daemon creates itself,
+	// never through /containers/create.
+	{[]string{"POST"}, regexp.MustCompile(`^/services/create$`), ActService},
+	{[]string{"POST"}, regexp.MustCompile(`^/services/(?P<name>[^/]+)/update$`), ActService},
 	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/(disable|set|upgrade)$`), ActPluginAdmin},
 	{[]string{"DELETE"}, regexp.MustCompile(`^/plugins/(?P<name>.+)$`), ActPluginAdmin},
 }
@@ -77,8 +84,12 @@ type Call struct {
 	Name string
 	// Query holds the request's parameters.
 	Query url.Values
-	// Image is the image a create names, from its JSON body.
+	// Image is the image a container create or a service spec names,
+	// from its JSON body.
 	Image string
+	// Rollback is a service update that restores the previous spec,
+	// whose image the body does not name.
+	Rollback bool
 }
 
 // ErrMalformed marks requests the gates refuse to interpret: a gate that
@@ -136,6 +147,10 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 		}
 	case ActCreate:
 		if err := c.containerCreate(headers, body); err != nil {
+			return nil, err
+		}
+	case ActService:
+		if err := c.serviceSpec(body); err != nil {
 			return nil, err
 		}
 	}
@@ -205,52 +220,110 @@ func (c *Call) imageCreate(headers map[string]string) error {
 }
 
 func (c *Call) containerCreate(headers map[string]string, body []byte) error {
-	if len(body) == 0 {
-		return malformed("container create without a JSON body the plugin can read (bodies over 1 MiB, or not JSON, are not forwarded)")
+	img, err := bodyString(body, "container create", "Image")
+	if err != nil {
+		return err
 	}
-	var cfg struct {
-		Image *string `json:"Image"`
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(&cfg); err != nil {
-		return malformed("container create body: %v", err)
-	}
-	if dec.More() {
-		return malformed("container create body holds more than one JSON value")
-	}
-	if cfg.Image == nil || strings.TrimSpace(*cfg.Image) == "" {
-		return malformed("container create without an image")
-	}
-	if dup, err := duplicateKey(body, "Image"); err != nil || dup {
-		return malformed("container create body names Image more than once")
-	}
-	c.Image = *cfg.Image
+	c.Image = img
 	return nil
 }
 
-// duplicateKey reports whether the top-level object repeats key: Go's
-// decoder keeps the last, another decoder might keep the first.
-func duplicateKey(body []byte, key string) (bool, error) {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	t, err := dec.Token()
-	if err != nil || t != json.Delim('{') {
-		return false, err
+// serviceSpec reads the image of a swarm service's containers. A
+// rollback restores the previous spec, which the gate asks the daemon
+// for; the daemon ignores the body then.
+func (c *Call) serviceSpec(body []byte) error {
+	if err := single(c.Query, "rollback"); err != nil {
+		return err
 	}
+	switch r := c.Query.Get("rollback"); r {
+	case "":
+	case "previous":
+		c.Rollback = true
+	default:
+		return malformed("service update with rollback=%q", r)
+	}
+	what := "service spec"
+	if c.Name != "" {
+		what = "service update of " + c.Name
+	}
+	img, err := bodyString(body, what, "TaskTemplate", "ContainerSpec", "Image")
+	if err != nil && !c.Rollback {
+		return err
+	}
+	c.Image = img
+	return nil
+}
+
+// bodyString reads the string at path in a JSON body, refusing what the
+// daemon's decoder might read differently from the gate: a missing body
+// (the daemon forwards only JSON under 1 MiB), more than one value, a key
+// repeated at any level of the path (Go's decoder matches keys without
+// regard to case and keeps the last; another decoder might keep the
+// first), or anything but a non-empty string.
+func bodyString(body []byte, what string, path ...string) (string, error) {
+	if len(body) == 0 {
+		return "", malformed("%s without a JSON body the plugin can read (bodies over 1 MiB, or not JSON, are not forwarded)", what)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return "", malformed("%s body: %v", what, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "", malformed("%s body holds more than one JSON value", what)
+	}
+	for i, key := range path {
+		v, err := member(raw, key)
+		if err != nil {
+			return "", malformed("%s body at %s: %v", what, strings.Join(path[:i+1], "."), err)
+		}
+		raw = v
+	}
+	var s string
+	if raw == nil || json.Unmarshal(raw, &s) != nil || strings.TrimSpace(s) == "" {
+		return "", malformed("%s without an image (%s)", what, strings.Join(path, "."))
+	}
+	return s, nil
+}
+
+// member returns the value of key in the JSON object obj (nil when it is
+// absent or obj is null), and an error when obj is not an object or
+// names key more than once.
+func member(obj json.RawMessage, key string) (json.RawMessage, error) {
+	if obj == nil {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		return nil, nil
+	}
+	if t != json.Delim('{') {
+		return nil, errors.New("not an object")
+	}
+	var found json.RawMessage
 	n := 0
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
-			return false, err
+			return nil, err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
 		}
 		if s, ok := k.(string); ok && strings.EqualFold(s, key) {
+			found = v
 			n++
 		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return false, err
-		}
 	}
-	return n > 1, nil
+	if n > 1 {
+		return nil, fmt.Errorf("%s given %d times", key, n)
+	}
+	return found, nil
 }
 
 // PullRef is the reference a pull asks for: fromImage with its tag or

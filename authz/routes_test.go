@@ -8,6 +8,7 @@ import (
 
 func TestParse(t *testing.T) {
 	create := []byte(`{"Image":"bionic:vuln","Cmd":["true"]}`)
+	service := []byte(`{"Name":"s1","TaskTemplate":{"ContainerSpec":{"Image":"reg/app:1@sha256:abc","Args":["sleep","1"]}},"Mode":{"Replicated":{"Replicas":1}}}`)
 	tests := []struct {
 		name    string
 		method  string
@@ -51,6 +52,22 @@ func TestParse(t *testing.T) {
 		{"create, image twice", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":"alpine","image":"bionic"}`), "", "", true},
 		{"create, two values", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":"alpine"}{"Image":"bionic"}`), "", "", true},
 		{"create, lower-case method", "post", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},
+		{"create, image null", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":null}`), "", "", true},
+		{"create, image not a string", "POST", "/v1.41/containers/create", nil, []byte(`{"Image":["alpine"]}`), "", "", true},
+		{"create, body an array", "POST", "/v1.41/containers/create", nil, []byte(`[{"Image":"alpine"}]`), "", "", true},
+		{"service create", "POST", "/v1.41/services/create", nil, service, ActService, "reg/app:1@sha256:abc", false},
+		{"service update", "POST", "/v1.41/services/s1/update?version=12", nil, service, ActService, "reg/app:1@sha256:abc", false},
+		{"service update, encoded", "POST", "/v1.41/%73ervices/s1/%75pdate?version=12", nil, service, ActService, "reg/app:1@sha256:abc", false},
+		{"service rollback", "POST", "/v1.41/services/s1/update?version=12&rollback=previous", nil, []byte(`{}`), ActService, "", false},
+		{"service rollback, other value", "POST", "/v1.41/services/s1/update?rollback=next", nil, service, "", "", true},
+		{"service rollback, twice", "POST", "/v1.41/services/s1/update?rollback=previous&rollback=none", nil, service, "", "", true},
+		{"service without body", "POST", "/v1.41/services/create", nil, nil, "", "", true},
+		{"service, plugin spec", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"PluginSpec":{"Name":"x"}}}`), "", "", true},
+		{"service, image twice", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":{"Image":"a","IMAGE":"b"}}}`), "", "", true},
+		{"service, spec twice", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":{"Image":"a"},"containerspec":{"Image":"b"}}}`), "", "", true},
+		{"service, template twice", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":{"Image":"a"}},"tasktemplate":{}}`), "", "", true},
+		{"service, spec not an object", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":"a"}}`), "", "", true},
+		{"service inspect", "GET", "/v1.41/services/s1", nil, nil, ActOther, "", false},
 		{"start", "POST", "/v1.41/containers/abc123/start", nil, nil, ActStart, "", false},
 		{"restart", "POST", "/v1.41/containers/abc123/restart?t=1", nil, nil, ActStart, "", false},
 		{"load", "POST", "/v1.41/images/load?quiet=1", nil, nil, ActLoad, "", false},
@@ -85,7 +102,7 @@ func TestParse(t *testing.T) {
 				got = c.PullRef()
 			case ActPush, ActPluginAdmin:
 				got = c.Name
-			case ActCreate:
+			case ActCreate, ActService:
 				got = c.Image
 			}
 			if got != tt.ref {
@@ -98,6 +115,7 @@ func TestParse(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("POST", "/v1.41/images/create?fromImage=a&tag=b", "", []byte(nil))
 	f.Add("POST", "/containers/create", "application/json", []byte(`{"Image":"x"}`))
+	f.Add("POST", "/services/s/update?rollback=previous", "application/json", []byte(`{"TaskTemplate":{"ContainerSpec":{"Image":"x"}}}`))
 	f.Add("DELETE", "http://h/v1.41/plugins/divds", "", []byte(nil))
 	f.Fuzz(func(t *testing.T, method, uri, ct string, body []byte) {
 		c, err := Parse(method, uri, map[string]string{"Content-Type": ct}, body)

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 
@@ -157,4 +158,20 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
+}
+
+// PreviousServiceImage implements authz.Daemon.
+func (d Daemon) PreviousServiceImage(ctx context.Context, service string) (string, error) {
+	svc, _, err := d.C.ServiceInspectWithRaw(ctx, service, swarm.ServiceInspectOptions{})
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			return "", fmt.Errorf("%w: service %s", authz.ErrNotFound, service)
+		}
+		return "", err
+	}
+	prev := svc.PreviousSpec
+	if prev == nil || prev.TaskTemplate.ContainerSpec == nil || prev.TaskTemplate.ContainerSpec.Image == "" {
+		return "", fmt.Errorf("%w: previous spec of service %s", authz.ErrNotFound, service)
+	}
+	return prev.TaskTemplate.ContainerSpec.Image, nil
 }

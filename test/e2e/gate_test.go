@@ -627,7 +627,7 @@ func TestPullScanBefore(t *testing.T) {
 	g.seedRegistry(t, g.alpineTar(t), clean)
 
 	out, err := g.cli("pull", vuln)
-	mustFail(t, "pull with pull_scan: before", out, err, "denied before the pull: image score "+bionicScore)
+	mustFail(t, "pull with pull_scan: before", out, err, "denied before the pull (scanned in its registry): image score "+bionicScore)
 	if g.present(vuln) {
 		t.Fatal("the image landed")
 	}
@@ -658,4 +658,44 @@ func TestArrivalScanning(t *testing.T) {
 	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: g.d.Dir, AuthzPlugins: []string{g.p.Name}})
 	g.importBionic(t, "arrived:2")
 	harness.WaitFor(t, "an arrival scan after dockerd restarted", 60*time.Second, func() bool { return g.p.Metric("divds_scans_total") >= 2 })
+}
+
+// TestServiceGate: a swarm service's tasks are containers the daemon
+// creates itself, never through /containers/create. The service create
+// and update requests are gated by the image the nodes will pull, and a
+// rollback by the image of the previous spec.
+func TestServiceGate(t *testing.T) {
+	g := startGate(t, "")
+	vuln := g.reg.Addr + "/bionic:vuln"
+	g.seedRegistry(t, g.bionicTar(t), vuln)
+	clean := g.reg.Addr + "/clean:1"
+	g.seedRegistry(t, g.alpineTar(t), clean)
+	g.d.MustCLI(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
+	t.Cleanup(func() {
+		// Leaving the swarm stops its tasks now rather than at dockerd's
+		// shutdown.
+		g.cli("service", "rm", "ok", "back")
+		g.cli("swarm", "leave", "--force")
+	})
+
+	out, err := g.cli("service", "create", "--detach", "--name", "bad", vuln, "sleep", "300")
+	mustFail(t, "service create of a failing image", out, err, "service of "+vuln, "denied before its tasks run", "image score "+bionicScore)
+	if out, _ := g.cli("service", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a denied service exists: %s", out)
+	}
+	g.d.MustCLI(t, "service", "create", "--detach", "--name", "ok", clean, "sleep", "300")
+	out, err = g.cli("service", "update", "--detach", "--image", vuln, "ok")
+	mustFail(t, "service update to a failing image", out, err, "service of "+vuln, "denied")
+	if got := g.d.MustCLI(t, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", "ok"); !strings.HasPrefix(got, clean) {
+		t.Fatalf("the service's image changed to %s", got)
+	}
+
+	// A rollback names no image: the previous spec's is checked. It was
+	// allowed under mode: audit, and the policy in force denies it now.
+	g.reload(t, "mode: audit\n")
+	g.d.MustCLI(t, "service", "create", "--detach", "--name", "back", vuln, "sleep", "300")
+	g.reload(t, "")
+	g.d.MustCLI(t, "service", "update", "--detach", "--image", clean, "back")
+	out, err = g.cli("service", "update", "--detach", "--rollback", "back")
+	mustFail(t, "service rollback to a failing image", out, err, "service of "+vuln, "denied")
 }
