@@ -55,6 +55,18 @@ func TestJSONFlushesOnClose(t *testing.T) {
 	}
 }
 
+func TestSeverity(t *testing.T) {
+	s := &Syslog{facility: 10}
+	for decision, want := range map[string]string{
+		"allow": "<86>", "reloaded": "<86>",
+		"deny": "<84>", "refused": "<84>", "flagged": "<84>", "stopped": "<84>", "stop-failed": "<84>",
+	} {
+		if got := string(s.Format(Record{Decision: decision})); !strings.HasPrefix(got, want) {
+			t.Errorf("%s: %.8s, want %s", decision, got, want)
+		}
+	}
+}
+
 func TestSyslogFormatAndDelivery(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "log.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})

@@ -14,7 +14,8 @@ type Record struct {
 	Action    string         `json:"action"`
 	Image     string         `json:"image,omitempty"`
 	ImageID   string         `json:"image_id,omitempty"`
-	Decision  string         `json:"decision"` // allow or deny: what the plugin answered
+	Container string         `json:"container,omitempty"` // a running container's name, in a review
+	Decision  string         `json:"decision"`            // allow or deny: what the plugin answered; a review's flagged, stopped or stop-failed
 	Verdict   string         `json:"verdict,omitempty"`
 	Mode      string         `json:"mode,omitempty"`
 	Score     string         `json:"score,omitempty"`

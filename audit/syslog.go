@@ -149,9 +149,9 @@ func (s *Syslog) Close(timeout time.Duration) error {
 // HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG, with the key
 // fields as structured data and the whole record as JSON in MSG.
 func (s *Syslog) Format(r Record) []byte {
-	sev := 6 // informational
-	if r.Decision == "deny" {
-		sev = 4 // warning
+	sev := 4 // warning: a deny, a refused reload, a failing running container
+	if r.Decision == "allow" || r.Decision == "reloaded" {
+		sev = 6 // informational
 	}
 	msg, _ := json.Marshal(r)
 	sd := fmt.Sprintf(`[divds@32473 action="%s" decision="%s" image="%s" image_id="%s" score="%s" threshold="%s" verdict="%s" mode="%s" request_id="%s"]`,

@@ -13,6 +13,9 @@ type Metrics struct {
 	cacheHits   prometheus.Counter
 	scans       prometheus.Counter
 	dbAge       prometheus.GaugeFunc
+	// runningDenied is what the last review of the running containers
+	// left running with an image the policy denies.
+	runningDenied prometheus.Gauge
 }
 
 // ObserveScan counts one image scan and its duration.
@@ -42,8 +45,12 @@ func NewMetrics(dbAge func() float64) *Metrics {
 		dbAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "divds", Name: "database_age_seconds", Help: "Age of the oldest vulnerability data in use; -1 with no database.",
 		}, dbAge),
+		runningDenied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "divds", Name: "running_denied_containers",
+			Help: "Running containers whose image the policy denies, as the last review left them.",
+		}),
 	}
-	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.scans, m.cacheHits, m.dbAge,
+	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.scans, m.cacheHits, m.dbAge, m.runningDenied,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

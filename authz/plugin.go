@@ -41,6 +41,10 @@ type Daemon interface {
 	// PluginName returns the name of the managed plugin a name, ID or ID
 	// prefix refers to (ErrNotFound when none).
 	PluginName(ctx context.Context, ref string) (string, error)
+	// RunningContainers lists the running containers.
+	RunningContainers(ctx context.Context) ([]Container, error)
+	// StopContainer stops a container as docker stop does.
+	StopContainer(ctx context.Context, id string) error
 	// PreviousServiceImage returns the image of a swarm service's
 	// previous spec, which a rollback restores (ErrNotFound when the
 	// service or its previous spec does not exist).
@@ -140,10 +144,23 @@ type decision struct {
 func allow() decision { return decision{allow: true} }
 
 func (p *Plugin) respond(ctx context.Context, call *Call, phase string, start time.Time, d decision) authorization.Response {
+	rec := p.record(ctx, call.Action, phase, start, d)
+	p.opts.Auditor.Record(rec)
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.decisions.WithLabelValues(string(call.Action), rec.Decision).Inc()
+	}
+	if d.allow {
+		return authorization.Response{Allow: true}
+	}
+	return authorization.Response{Allow: false, Msg: d.msg}
+}
+
+// record is the audit record of a decision.
+func (p *Plugin) record(ctx context.Context, action Action, phase string, start time.Time, d decision) audit.Record {
 	cur := p.policy.Load()
 	pol := cur.pol
 	rec := audit.Record{
-		Time: start.UTC(), RequestID: requestID(ctx), Action: string(call.Action), Image: d.image, ImageID: d.imageID,
+		Time: start.UTC(), RequestID: requestID(ctx), Action: string(action), Image: d.image, ImageID: d.imageID,
 		Decision: "allow", Reason: d.reason, Policy: cur.digest, Duration: float64(time.Since(start).Microseconds()) / 1000, Phase: phase,
 		Mode: string(pol.Mode),
 	}
@@ -161,14 +178,7 @@ func (p *Plugin) respond(ctx context.Context, call *Call, phase string, start ti
 			p.opts.Metrics.cacheHits.Inc()
 		}
 	}
-	p.opts.Auditor.Record(rec)
-	if p.opts.Metrics != nil {
-		p.opts.Metrics.decisions.WithLabelValues(string(call.Action), rec.Decision).Inc()
-	}
-	if d.allow {
-		return authorization.Response{Allow: true}
-	}
-	return authorization.Response{Allow: false, Msg: d.msg}
+	return rec
 }
 
 type ctxKey struct{}

@@ -22,6 +22,27 @@ type fakeDaemon struct {
 	images  map[string]ImageInfo // ref -> image
 	untags  []string
 	failing error
+	running []Container
+	stopped []string
+}
+
+func (d *fakeDaemon) RunningContainers(context.Context) ([]Container, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failing != nil {
+		return nil, d.failing
+	}
+	return append([]Container(nil), d.running...), nil
+}
+
+func (d *fakeDaemon) StopContainer(_ context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if id == "unstoppable" {
+		return errors.New("container unstoppable: permission denied")
+	}
+	d.stopped = append(d.stopped, id)
+	return nil
 }
 
 func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {

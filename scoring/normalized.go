@@ -20,6 +20,7 @@ type NormalizedPolicy struct {
 	Unfixed          Unfixed              `yaml:"unfixed" json:"unfixed"`
 	SeveritySource   SeveritySource       `yaml:"severity_source" json:"severity_source"`
 	PullScan         PullScan             `yaml:"pull_scan" json:"pull_scan"`
+	Running          Running              `yaml:"running" json:"running"`
 	DB               NormalizedDB         `yaml:"db" json:"db"`
 	Whitelist        []NormalizedEntry    `yaml:"whitelist" json:"whitelist"`
 	Overrides        []NormalizedOverride `yaml:"overrides,omitempty" json:"overrides,omitempty"`
@@ -72,6 +73,7 @@ func (p *Policy) Normalized() NormalizedPolicy {
 		Unfixed:          p.Unfixed,
 		SeveritySource:   p.SeveritySource,
 		PullScan:         p.PullScan,
+		Running:          p.Running,
 		DB:               NormalizedDB{MaxAge: FormatDuration(p.DB.MaxAge)},
 		Whitelist:        []NormalizedEntry{},
 		AllowPluginAdmin: p.AllowPluginAdmin,

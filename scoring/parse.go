@@ -140,7 +140,7 @@ func contains(list []string, s string) bool {
 // The keys a policy may hold, by section: the parser accepts exactly
 // these, and Keys lists them for documentation checks.
 var (
-	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "db", "overrides", "allow_plugin_admin"}
+	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "running", "db", "overrides", "allow_plugin_admin"}
 	dbKeys        = []string{"max_age"}
 	whitelistKeys = []string{"id", "package", "images", "expires", "reason"}
 	overrideKeys  = []string{"images", "threshold", "weights"}
@@ -206,6 +206,8 @@ func (p *parser) policy(n *yaml.Node, pol *Policy) {
 			pol.SeveritySource = SeveritySource(p.enum(v, field, pol.SeveritySource, string(SourceVendor), string(SourceNVD), string(SourceHighest)))
 		case "pull_scan":
 			pol.PullScan = PullScan(p.enum(v, field, pol.PullScan, string(PullScanAfter), string(PullScanBefore)))
+		case "running":
+			pol.Running = Running(p.enum(v, field, pol.Running, string(RunningReport), string(RunningStop)))
 		case "db":
 			p.fields(v, field+".", dbKeys, func(_ string, v *yaml.Node, field string) {
 				if d, ok := p.duration(v, field); ok {

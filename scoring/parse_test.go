@@ -36,6 +36,7 @@ actions: [push, run, push]
 on_error: allow
 unfixed: ignore
 severity_source: highest
+running: stop
 db: {max_age: 2d}
 whitelist:
   - id: CVE-2019-1543
@@ -61,11 +62,12 @@ overrides:
 	want.OnError = OnErrorAllow
 	want.Unfixed = UnfixedIgnore
 	want.SeveritySource = SourceHighest
+	want.Running = RunningStop
 	want.DB.MaxAge = 48 * time.Hour
 	want.Whitelist = []Entry{{ID: "CVE-2019-1543", Package: "openssl", Images: []string{"registry.example.com/app:*", "ubuntu"},
-		Expires: time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC), Reason: "behind the proxy", Line: 11}}
+		Expires: time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC), Reason: "behind the proxy", Line: 12}}
 	th := Points(5000)
-	want.Overrides = []Override{{Images: []string{"registry.prod.example.com/*"}, Threshold: &th, Weights: map[Severity]Points{High: 1000}, Line: 17}}
+	want.Overrides = []Override{{Images: []string{"registry.prod.example.com/*"}, Threshold: &th, Weights: map[Severity]Points{High: 1000}, Line: 18}}
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("got\n%+v\nwant\n%+v", p, want)
 	}
@@ -97,6 +99,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad on_error", "on_error: ignore\n", []string{"on_error"}},
 		{"bad unfixed", "unfixed: skip\n", []string{"unfixed"}},
 		{"bad severity_source", "severity_source: cvss\n", []string{"severity_source"}},
+		{"bad running", "running: kill\n", []string{"running", "report", "stop"}},
 		{"bad duration", "db: {max_age: forever}\n", []string{"db.max_age", "bad duration"}},
 		{"zero duration", "db: {max_age: 0s}\n", []string{"db.max_age", "positive"}},
 		{"bad image pattern", "whitelist:\n  - id: CVE-1\n    images: [\"UPPER/Case\"]\n", []string{"whitelist[0].images[0]", "not an image reference"}},

@@ -81,6 +81,20 @@ const (
 	PullScanBefore PullScan = "before"
 )
 
+// Running says what a review of the running containers does with one
+// whose image the policy now denies. Containers the daemon restarts by
+// itself (restart policies, at boot) and images that a database update
+// or a policy change turned failing never pass a gate again.
+type Running string
+
+const (
+	// RunningReport audits and logs each such container and counts it in
+	// divds_running_denied_containers (the default).
+	RunningReport Running = "report"
+	// RunningStop also stops it (in mode: enforce), as docker stop does.
+	RunningStop Running = "stop"
+)
+
 // DBPolicy holds the database requirements.
 type DBPolicy struct {
 	// MaxAge is the oldest a vulnerability database may be before a gate
@@ -127,6 +141,7 @@ type Policy struct {
 	Unfixed        Unfixed
 	SeveritySource SeveritySource
 	PullScan       PullScan
+	Running        Running
 	DB             DBPolicy
 	Overrides      []Override
 	// AllowPluginAdmin lets the Docker API disable, remove, reconfigure or
@@ -152,6 +167,7 @@ func Default() *Policy {
 		Unfixed:        UnfixedCount,
 		SeveritySource: SourceVendor,
 		PullScan:       PullScanAfter,
+		Running:        RunningReport,
 		DB:             DBPolicy{MaxAge: DefaultMaxAge},
 	}
 }

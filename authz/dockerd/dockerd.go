@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -116,8 +118,11 @@ var arrivalActions = map[events.Action]bool{
 // Follow calls arrived with the image ID of every image that may be new
 // (pulled, loaded, imported, tagged, pushed, or the result of a build,
 // which the daemon reports as a tag), until ctx ends. It reconnects when
-// the daemon restarts. arrived must not block for long.
-func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func(ctx context.Context, imageRef string)) {
+// the daemon restarts, and calls connected (when not nil) each time it
+// has: a daemon that just started has started the containers of its
+// restart policies without any API call. Neither callback may block for
+// long.
+func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func(ctx context.Context, imageRef string), connected func()) {
 	backoff := time.Second
 	// Events the daemon emitted while the stream was down (dockerd
 	// restarting, or not up yet when the plugin started) are replayed
@@ -125,7 +130,10 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 	since := time.Now().Add(-time.Second)
 	for ctx.Err() == nil {
 		msgs, errs, cancel := d.subscribe(ctx, since)
-		connected := time.Now()
+		if msgs != nil && connected != nil {
+			connected()
+		}
+		connectedAt := time.Now()
 	loop:
 		for {
 			select {
@@ -143,7 +151,7 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 				if ctx.Err() != nil {
 					return
 				}
-				if time.Since(connected) > time.Minute {
+				if time.Since(connectedAt) > time.Minute {
 					backoff = time.Second
 				}
 				log.WithError(err).Warnf("docker events: disconnected; reconnecting in %s", backoff)
@@ -174,4 +182,27 @@ func (d Daemon) PreviousServiceImage(ctx context.Context, service string) (strin
 		return "", fmt.Errorf("%w: previous spec of service %s", authz.ErrNotFound, service)
 	}
 	return prev.TaskTemplate.ContainerSpec.Image, nil
+}
+
+// RunningContainers implements authz.Daemon.
+func (d Daemon) RunningContainers(ctx context.Context) ([]authz.Container, error) {
+	list, err := d.C.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]authz.Container, 0, len(list))
+	for _, c := range list {
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID})
+	}
+	return out, nil
+}
+
+// StopContainer implements authz.Daemon, with the container's own stop
+// timeout.
+func (d Daemon) StopContainer(ctx context.Context, id string) error {
+	return d.C.ContainerStop(ctx, id, container.StopOptions{})
 }

@@ -243,20 +243,39 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	} else if _, ok := handle.Meta(); !ok {
 		log.Warn("no vulnerability database and --no-update: every gated action follows on_error until `divds-authz db update` runs")
 	}
+	// Reviews of the running containers: when dockerd (re)connects, the
+	// database changes or the policy is reloaded. Occasions that come
+	// while one runs are merged into the next.
+	reviewCh := make(chan string, 1)
+	review := func(why string) {
+		select {
+		case reviewCh <- why:
+		default:
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.arrivals(ctx, daemon, verdicts, db, plugin)
+		a.reviews(ctx, plugin, reviewCh)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.watchPolicy(ctx, plugin, auditor)
+		a.arrivals(ctx, daemon, verdicts, db, plugin, func() { review("dockerd connected") })
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// A database swapped in by `db update` from the CLI is picked up too.
+		a.watchPolicy(ctx, plugin, auditor, func() { review("policy reloaded") })
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// A database swapped in by `db update` from the CLI is picked up
+		// too. The revision is compared, not Reload's answer: the
+		// background updater reloads the handle itself.
+		revision := func() uint64 { m, _ := handle.Meta(); return m.Revision }
+		last := revision()
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
 		for {
@@ -264,16 +283,20 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if changed, err := handle.Reload(); changed {
-					m, _ := handle.Meta()
-					n, perr := verdicts.Prune(m.Revision)
-					if perr != nil {
-						log.WithError(perr).Warn("pruning old verdicts failed")
-					}
-					log.WithFields(logrus.Fields{"revision": m.Revision, "pruned": n}).Info("vulnerability database changed; verdicts will be recomputed")
-				} else if err != nil && !errors.Is(err, vulnstore.ErrNotExist) {
+				if _, err := handle.Reload(); err != nil && !errors.Is(err, vulnstore.ErrNotExist) {
 					log.WithError(err).Warn("vulnerability database reload failed; the previous one stays in use")
 				}
+				rev := revision()
+				if rev == last {
+					continue
+				}
+				last = rev
+				n, perr := verdicts.Prune(rev)
+				if perr != nil {
+					log.WithError(perr).Warn("pruning old verdicts failed")
+				}
+				log.WithFields(logrus.Fields{"revision": rev, "pruned": n}).Info("vulnerability database changed; verdicts will be recomputed")
+				review("database changed")
 			}
 		}
 	}()
@@ -341,14 +364,14 @@ func (a *app) backgroundUpdates(ctx context.Context, h *vulnstore.Handle, f serv
 
 // arrivals scans images as they arrive, one at a time, so that the gates
 // answer from the cache.
-func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin) {
+func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin, connected func()) {
 	queue := make(chan string, 256)
 	go d.Follow(ctx, a.log, func(_ context.Context, ref string) {
 		select {
 		case queue <- ref:
 		default: // a burst: the gates scan on demand anyway
 		}
-	})
+	}, connected)
 	for {
 		select {
 		case <-ctx.Done():
@@ -370,10 +393,29 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 	}
 }
 
+// reviews runs a review of the running containers for each occasion
+// received, one at a time.
+func (a *app) reviews(ctx context.Context, p *authz.Plugin, occasions <-chan string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case why := <-occasions:
+			r, err := p.ReviewRunning(ctx, why)
+			if err != nil {
+				a.log.WithError(err).Warnf("review of the running containers (%s) failed", why)
+				continue
+			}
+			a.log.WithFields(logrus.Fields{"checked": r.Checked, "denied": r.Denied, "stopped": r.Stopped, "unknown": r.Unknown}).
+				Infof("reviewed the running containers (%s)", why)
+		}
+	}
+}
+
 // watchPolicy reloads the policy on SIGHUP and when the file changes. An
 // invalid policy is refused: the one in force stays, and the refusal is
 // logged and audited.
-func (a *app) watchPolicy(ctx context.Context, p *authz.Plugin, auditor audit.Auditor) {
+func (a *app) watchPolicy(ctx context.Context, p *authz.Plugin, auditor audit.Auditor, reloaded func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -406,6 +448,7 @@ func (a *app) watchPolicy(ctx context.Context, p *authz.Plugin, auditor audit.Au
 		rec.Decision, rec.Policy = "reloaded", pol.Digest()
 		auditor.Record(rec)
 		a.log.WithField("policy_digest", pol.Digest()).Infof("policy reloaded (%s)", why)
+		reloaded()
 	}
 	for {
 		select {

@@ -155,6 +155,18 @@ func policyDigest(t *testing.T, path string) string {
 	return m[1]
 }
 
+// dumpOnFailure logs the plugin's log, with its goroutines, when the
+// test failed.
+func (g *gate) dumpOnFailure(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	g.p.Proc.Signal(syscall.SIGQUIT)
+	time.Sleep(time.Second)
+	b, _ := os.ReadFile(g.p.Proc.Log)
+	t.Log(string(b))
+}
+
 func mustFail(t *testing.T, what, out string, err error, want ...string) {
 	t.Helper()
 	if err == nil {
@@ -642,14 +654,7 @@ func TestPullScanBefore(t *testing.T) {
 func TestArrivalScanning(t *testing.T) {
 	g := startGate(t, "")
 	g.importAlpine(t, "arrived:1")
-	defer func() {
-		if t.Failed() {
-			g.p.Proc.Signal(syscall.SIGQUIT)
-			time.Sleep(time.Second)
-			b, _ := os.ReadFile(g.p.Proc.Log)
-			t.Log(string(b))
-		}
-	}()
+	defer g.dumpOnFailure(t)
 	harness.WaitFor(t, "the arrival scan", 30*time.Second, func() bool { return g.p.Metric("divds_scans_total") >= 1 })
 	if n := g.p.Metric("divds_decisions_total"); n != 0 {
 		t.Fatalf("%v decisions: the scan must come from the event, not a gate", n)
@@ -698,4 +703,92 @@ func TestServiceGate(t *testing.T) {
 	g.d.MustCLI(t, "service", "update", "--detach", "--image", clean, "back")
 	out, err = g.cli("service", "update", "--detach", "--rollback", "back")
 	mustFail(t, "service rollback to a failing image", out, err, "service of "+vuln, "denied")
+}
+
+// runnableVulnTar writes the layer tar of a vulnerable image that can
+// run: the Alpine minirootfs (for its busybox) with the bionic rootfs's
+// package database and release files over it, so that it is diagnosed as
+// the bionic image.
+func (g *gate) runnableVulnTar(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+	for _, sub := range []string{"etc", "var"} {
+		out, err := harness.Run(context.Background(), nil, "cp", "-a", filepath.Join(testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), sub), root)
+		if err != nil {
+			t.Fatalf("cp %s: %v\n%s", sub, err, out)
+		}
+	}
+	p := filepath.Join(g.tars, "bionic-runnable.tar")
+	tarDir(t, root, p)
+	return p
+}
+
+// reviewRecords returns the audit records of reviews of running
+// containers that rsyslog received.
+func (g *gate) reviewRecords(t *testing.T) []map[string]any {
+	var out []map[string]any
+	for _, l := range g.rs.Lines() {
+		if !strings.Contains(l, `action="running"`) {
+			continue
+		}
+		i := strings.Index(l, "] {")
+		if i < 0 {
+			t.Fatalf("record without JSON: %s", l)
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l[i+2:]), &rec); err != nil {
+			t.Fatalf("record %s: %v", l, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// TestRunningReview: containers the daemon starts by itself (a restart
+// policy, when dockerd restarts) never pass a gate, and neither does an
+// image a policy change turned failing. Reviews of the running
+// containers report them, and stop them under running: stop.
+func TestRunningReview(t *testing.T) {
+	g := startGate(t, "mode: audit\n")
+	defer g.dumpOnFailure(t)
+	g.d.MustCLI(t, "import", g.runnableVulnTar(t), "vulnrun:1")
+	g.d.MustCLI(t, "run", "-d", "--restart", "always", "--stop-timeout", "1", "--network", "none", "--name", "keep", "vulnrun:1", "sleep", "1000")
+	running := func() bool {
+		out, err := g.cli("inspect", "--format", "{{.State.Running}}", "keep")
+		return err == nil && strings.TrimSpace(out) == "true"
+	}
+	waitRecord := func(what, reason, decision string) {
+		t.Helper()
+		harness.WaitFor(t, what, 60*time.Second, func() bool {
+			for _, r := range g.reviewRecords(t) {
+				if r["container"] == "keep" && r["reason"] == reason && r["decision"] == decision && r["verdict"] == "deny" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+
+	// Enforcing now: the running container is reported, not stopped.
+	g.reload(t, "")
+	waitRecord("a review after the policy reload", "policy reloaded", "flagged")
+	if g.p.Metric("divds_running_denied_containers") != 1 || !running() {
+		t.Fatalf("after the report: metric %v, running %v", g.p.Metric("divds_running_denied_containers"), running())
+	}
+
+	// dockerd restarts and starts the container again by itself.
+	g.d.Stop()
+	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: g.d.Dir, AuthzPlugins: []string{g.p.Name}})
+	harness.WaitFor(t, "the restart policy", 60*time.Second, running)
+	waitRecord("a review after dockerd restarted", "dockerd connected", "flagged")
+
+	g.reload(t, "running: stop\n")
+	waitRecord("the stop", "policy reloaded", "stopped")
+	if running() {
+		t.Fatal("the container still runs")
+	}
+	if n := g.p.Metric("divds_running_denied_containers"); n != 0 {
+		t.Fatalf("metric %v after the stop", n)
+	}
 }
