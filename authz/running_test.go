@@ -31,7 +31,9 @@ func TestReviewRunning(t *testing.T) {
 			Review{Checked: 3, Denied: 2}, nil, []string{"flagged", "flagged"}},
 		{"approved by a raised threshold", func(p *scoring.Policy) { p.Running, p.Threshold = scoring.RunningStop, 30000 }, fakeDB{},
 			Review{Checked: 3}, nil, nil},
-		{"run gate off", func(p *scoring.Policy) { p.Running, p.Actions = scoring.RunningStop, []scoring.Action{scoring.ActionPull} }, fakeDB{},
+		{"run gate off", func(p *scoring.Policy) {
+			p.Running, p.Actions = scoring.RunningStop, []scoring.Action{scoring.ActionPull}
+		}, fakeDB{},
 			Review{}, nil, nil},
 		// Without a verdict nothing is stopped, whatever on_error says.
 		{"no database", func(p *scoring.Policy) { p.Running = scoring.RunningStop }, fakeDB{err: errors.New("no database")},
