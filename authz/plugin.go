@@ -234,6 +234,21 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		if d.allow {
 			return authorization.Response{Allow: true}
 		}
+	} else if call.Action == ActPluginInstall {
+		// An upgrade of divds itself is self-protection's to refuse,
+		// whichever gates are on.
+		if call.Name != "" {
+			if d = p.gatePluginAdmin(ctx, call, pol); !d.allow {
+				return p.respond(ctx, call, "request", start, d)
+			}
+		}
+		if !pol.Gated(scoring.ActionPull) {
+			return authorization.Response{Allow: true}
+		}
+		// A plugin's rootfs is an image that runs with the privileges
+		// the user grants it: it is scanned in its registry, before the
+		// daemon pulls it.
+		d = p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, pol)
 	} else {
 		// Load, build, import, commit and tag bring images that the run
 		// gate checks before anything runs; auth, ping and the rest are
@@ -406,7 +421,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 		}
 	}
 	if pol.PullScan == scoring.PullScanBefore {
-		return p.remoteVerdict(ctx, "pull", ref, pol)
+		return p.remoteVerdict(ctx, "pull", "before the pull", ref, pol)
 	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil {
@@ -416,9 +431,10 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 }
 
 // remoteVerdict scans the image in its registry before the daemon
-// fetches it: a pull under pull_scan: before, or a swarm service, whose
-// nodes pull by themselves.
-func (p *Plugin) remoteVerdict(ctx context.Context, action, ref string, pol *scoring.Policy) decision {
+// fetches it: a pull under pull_scan: before, a swarm service, whose
+// nodes pull by themselves, or a plugin's rootfs. when says, in a deny,
+// what the deny comes before.
+func (p *Plugin) remoteVerdict(ctx context.Context, action, when, ref string, pol *scoring.Policy) decision {
 	d := decision{image: ref}
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil && p.opts.RemoteScan == nil {
@@ -431,10 +447,6 @@ func (p *Plugin) remoteVerdict(ctx context.Context, action, ref string, pol *sco
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {
 				d.reason = "score"
-				when := "before the pull"
-				if action != "pull" {
-					when = "before its tasks run"
-				}
 				d.msg = fmt.Sprintf("%s of %s denied %s (scanned in its registry): %s. Approve findings in %s; details: divds-authz scan --remote %s",
 					action, ref, when, v.Summary, p.opts.PolicyPath, ref)
 			}
@@ -486,14 +498,14 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 		if !local.allow || pinned(ref) {
 			return local
 		}
-		remote := p.remoteVerdict(ctx, "service", ref, pol)
+		remote := p.remoteVerdict(ctx, "service", "before its tasks run", ref, pol)
 		if remote.err == nil || local.err != nil {
 			return remote
 		}
 		local.reason = fmt.Sprintf("local image; the registry could not be read: %v", remote.err)
 		return local
 	}
-	return p.remoteVerdict(ctx, "service", ref, pol)
+	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, pol)
 }
 
 // pinned reports whether ref names a digest: the registry's image and a

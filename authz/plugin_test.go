@@ -213,6 +213,12 @@ func TestGates(t *testing.T) {
 		{"service rollback without a previous spec", nil, req("POST", "/v1.41/services/s-new/update?rollback=previous", `{}`), true, nil},
 		{"service, run gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionPull} }, service("/services/create", "reg/app:vuln"), true, nil},
 		{"service without a container spec", nil, req("POST", "/services/create", `{"TaskTemplate":{"PluginSpec":{}}}`), false, []string{"request refused", "without an image"}},
+		{"plugin install of a failing rootfs", nil, req("POST", "/v1.41/plugins/pull?remote=reg/plug:vuln&name=plug", "[]"), false,
+			[]string{"plugin install of reg/plug:vuln denied before the pull (scanned in its registry): image score 238.50"}},
+		{"plugin install of a clean rootfs", nil, req("POST", "/v1.41/plugins/pull?remote=reg/plug:ok&name=plug", "[]"), true, nil},
+		{"plugin upgrade to a failing rootfs", nil, req("POST", "/v1.41/plugins/other/upgrade?remote=reg/plug:vuln", "[]"), false, []string{"denied before the pull"}},
+		{"plugin install, pull gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/plugins/pull?remote=reg/plug:vuln", "[]"), true, nil},
+		{"upgrade self, pull gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/v1.41/plugins/divds:latest/upgrade?remote=reg/plug:ok", "[]"), false, []string{"refused", "allow_plugin_admin"}},
 		{"auth", nil, req("POST", "/v1.41/auth", `{"username":"u","password":"hunter2"}`), true, nil},
 	}
 	for _, tt := range tests {

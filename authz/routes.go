@@ -22,20 +22,21 @@ type Action string
 
 // The actions of the route table.
 const (
-	ActPull        Action = "pull"
-	ActImport      Action = "import"
-	ActPush        Action = "push"
-	ActCreate      Action = "create"
-	ActStart       Action = "start"
-	ActLoad        Action = "load"
-	ActBuild       Action = "build"
-	ActCommit      Action = "commit"
-	ActTag         Action = "tag"
-	ActAuth        Action = "auth"
-	ActPing        Action = "ping"
-	ActService     Action = "service"
-	ActPluginAdmin Action = "plugin-admin"
-	ActOther       Action = "other"
+	ActPull          Action = "pull"
+	ActImport        Action = "import"
+	ActPush          Action = "push"
+	ActCreate        Action = "create"
+	ActStart         Action = "start"
+	ActLoad          Action = "load"
+	ActBuild         Action = "build"
+	ActCommit        Action = "commit"
+	ActTag           Action = "tag"
+	ActAuth          Action = "auth"
+	ActPing          Action = "ping"
+	ActService       Action = "service"
+	ActPluginAdmin   Action = "plugin-admin"
+	ActPluginInstall Action = "plugin-install"
+	ActOther         Action = "other"
 )
 
 // route maps a method and a decoded, version-less path to an action.
@@ -63,7 +64,10 @@ var routes = []route{
 	// never through /containers/create.
 	{[]string{"POST"}, regexp.MustCompile(`^/services/create$`), ActService},
 	{[]string{"POST"}, regexp.MustCompile(`^/services/(?P<name>[^/]+)/update$`), ActService},
-	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/(disable|set|upgrade)$`), ActPluginAdmin},
+	// Installing or upgrading a plugin pulls its rootfs from a registry.
+	{[]string{"POST"}, regexp.MustCompile(`^/plugins/pull$`), ActPluginInstall},
+	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/upgrade$`), ActPluginInstall},
+	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/(disable|set)$`), ActPluginAdmin},
 	{[]string{"DELETE"}, regexp.MustCompile(`^/plugins/(?P<name>.+)$`), ActPluginAdmin},
 }
 
@@ -85,7 +89,7 @@ type Call struct {
 	// Query holds the request's parameters.
 	Query url.Values
 	// Image is the image a container create or a service spec names,
-	// from its JSON body.
+	// from its JSON body, or the remote reference of a plugin install.
 	Image string
 	// Rollback is a service update that restores the previous spec,
 	// whose image the body does not name.
@@ -152,6 +156,13 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 	case ActService:
 		if err := c.serviceSpec(body); err != nil {
 			return nil, err
+		}
+	case ActPluginInstall:
+		if err := single(q, "remote", "name"); err != nil {
+			return nil, err
+		}
+		if c.Image = q.Get("remote"); strings.TrimSpace(c.Image) == "" {
+			return nil, malformed("plugin install or upgrade without a remote reference")
 		}
 	}
 	return c, nil

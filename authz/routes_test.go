@@ -74,6 +74,10 @@ func TestParse(t *testing.T) {
 		{"build", "POST", "/v1.41/build?t=x", nil, nil, ActBuild, "", false},
 		{"ping", "HEAD", "/_ping", nil, nil, ActPing, "", false},
 		{"auth", "POST", "/v1.41/auth", nil, []byte(`{"password":"secret"}`), ActAuth, "", false},
+		{"plugin install", "POST", "/v1.41/plugins/pull?remote=reg/plug:1&name=plug", nil, []byte(`[]`), ActPluginInstall, "reg/plug:1", false},
+		{"plugin upgrade", "POST", "/v1.41/plugins/plug:latest/upgrade?remote=reg/plug:2", nil, []byte(`[]`), ActPluginInstall, "reg/plug:2", false},
+		{"plugin install without remote", "POST", "/v1.41/plugins/pull?name=plug", nil, nil, "", "", true},
+		{"plugin install, remote twice", "POST", "/v1.41/plugins/pull?remote=a&remote=b", nil, nil, "", "", true},
 		{"plugin disable", "POST", "/v1.41/plugins/divds:latest/disable", nil, nil, ActPluginAdmin, "divds:latest", false},
 		{"plugin remove", "DELETE", "/v1.41/plugins/divds:latest?force=1", nil, nil, ActPluginAdmin, "divds:latest", false},
 		{"list", "GET", "/v1.41/containers/json", nil, nil, ActOther, "", false},
@@ -102,7 +106,7 @@ func TestParse(t *testing.T) {
 				got = c.PullRef()
 			case ActPush, ActPluginAdmin:
 				got = c.Name
-			case ActCreate, ActService:
+			case ActCreate, ActService, ActPluginInstall:
 				got = c.Image
 			}
 			if got != tt.ref {

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/divds/divds/report"
 	"github.com/divds/divds/scanner/index"
@@ -72,6 +74,9 @@ func (r Registry) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (
 	if m.Config.Size < 0 || m.Config.Size > maxJSON {
 		return nil, fmt.Errorf("%s: the manifest declares a config of %d bytes; the limit is %d", r.Ref, m.Config.Size, maxJSON)
 	}
+	// A managed plugin's config lists the digests of its compressed
+	// layer blobs where an image's lists those of the uncompressed tars.
+	plugin := m.Config.MediaType == types.DockerPluginConfig
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s config: %w", r.Ref, err)
@@ -119,7 +124,7 @@ func (r Registry) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (
 				continue
 			}
 		}
-		fs, err := readRemoteLayer(ctx, l, diffID, lim)
+		fs, err := readRemoteLayer(ctx, l, diffID, plugin, lim)
 		if err != nil {
 			return nil, fmt.Errorf("%s layer %d (%s): %w", r.Ref, i+1, diffID, err)
 		}
@@ -128,23 +133,48 @@ func (r Registry) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (
 	return out, nil
 }
 
-func readRemoteLayer(ctx context.Context, l v1.Layer, diffID string, lim layerfs.Limits) (*layerfs.FileSet, error) {
-	rc, err := l.Uncompressed()
+// readRemoteLayer reads a layer's wanted files, streaming it once, and
+// checks the content against want: the digest of the uncompressed tar
+// (an image's diff ID) or, with blobDigest, of the gzip blob itself (what
+// a managed plugin's config lists).
+func readRemoteLayer(ctx context.Context, l v1.Layer, want string, blobDigest bool, lim layerfs.Limits) (*layerfs.FileSet, error) {
+	var (
+		raw io.ReadCloser
+		err error
+	)
+	if blobDigest {
+		raw, err = l.Compressed()
+	} else {
+		raw, err = l.Uncompressed()
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer raw.Close()
 	h := sha256.New()
-	tee := io.TeeReader(&capped{r: rc, n: maxStream}, h)
-	fs, err := layerfs.FromTar(ctx, tee, lim)
+	hashed := io.TeeReader(&capped{r: raw, n: maxStream}, h)
+	stream := hashed
+	if blobDigest {
+		zr, err := gzip.NewReader(hashed)
+		if err != nil {
+			return nil, fmt.Errorf("decompress the plugin layer: %w", err)
+		}
+		defer zr.Close()
+		stream = &capped{r: zr, n: maxStream}
+	}
+	fs, err := layerfs.FromTar(ctx, stream, lim)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(io.Discard, tee); err != nil {
+	// The whole content is hashed, past the end of the tar.
+	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return nil, err
 	}
-	if got := digestOf(h); got != diffID {
-		return nil, fmt.Errorf("content is %s, the config says %s", got, diffID)
+	if _, err := io.Copy(io.Discard, hashed); err != nil {
+		return nil, err
+	}
+	if got := digestOf(h); got != want {
+		return nil, fmt.Errorf("content is %s, the config says %s", got, want)
 	}
 	return fs, nil
 }

@@ -711,6 +711,14 @@ func TestServiceGate(t *testing.T) {
 // the bionic image.
 func (g *gate) runnableVulnTar(t *testing.T) string {
 	t.Helper()
+	p := filepath.Join(g.tars, "bionic-runnable.tar")
+	tarDir(t, runnableVulnRoot(t), p)
+	return p
+}
+
+// runnableVulnRoot writes the root filesystem of runnableVulnTar.
+func runnableVulnRoot(t *testing.T) string {
+	t.Helper()
 	root := t.TempDir()
 	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
 	for _, sub := range []string{"etc", "var"} {
@@ -719,9 +727,7 @@ func (g *gate) runnableVulnTar(t *testing.T) string {
 			t.Fatalf("cp %s: %v\n%s", sub, err, out)
 		}
 	}
-	p := filepath.Join(g.tars, "bionic-runnable.tar")
-	tarDir(t, root, p)
-	return p
+	return root
 }
 
 // reviewRecords returns the audit records of reviews of running
@@ -791,4 +797,43 @@ func TestRunningReview(t *testing.T) {
 	if n := g.p.Metric("divds_running_denied_containers"); n != 0 {
 		t.Fatalf("metric %v after the stop", n)
 	}
+}
+
+// pushPlugin creates a managed plugin from a root filesystem, pushes it
+// to the registry as ref and removes it from the daemon again.
+func (g *gate) pushPlugin(t *testing.T, ref, root string) {
+	t.Helper()
+	dir := t.TempDir()
+	harness.WriteFile(t, filepath.Join(dir, "config.json"), []byte(`{"description":"divds test plugin","documentation":"https://example.com",
+"entrypoint":["/bin/sleep","1000"],"interface":{"types":["docker.dummy/1.0"],"socket":"dummy.sock"},"network":{"type":"none"}}`))
+	if out, err := harness.Run(context.Background(), nil, "cp", "-a", root, filepath.Join(dir, "rootfs")); err != nil {
+		t.Fatalf("cp rootfs: %v\n%s", err, out)
+	}
+	g.d.MustCLI(t, "plugin", "create", ref, dir)
+	g.d.MustCLI(t, "plugin", "push", ref)
+	g.d.MustCLI(t, "plugin", "rm", ref)
+}
+
+// TestPluginInstallGate: a managed plugin's rootfs is an image that runs
+// with the privileges granted to it. Its install or upgrade from a
+// registry is denied, before the daemon pulls anything, when the rootfs
+// fails.
+func TestPluginInstallGate(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	vuln := g.reg.Addr + "/plug-vuln:1"
+	g.pushPlugin(t, vuln, runnableVulnRoot(t))
+	clean := g.reg.Addr + "/plug-clean:1"
+	alpine := t.TempDir()
+	untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), alpine)
+	g.pushPlugin(t, clean, alpine)
+
+	out, err := g.cli("plugin", "install", "--grant-all-permissions", "--disable", vuln)
+	mustFail(t, "plugin install of a failing rootfs", out, err, "plugin install of "+vuln, "denied before the pull (scanned in its registry): image score")
+	if out := g.d.MustCLI(t, "plugin", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a denied plugin was installed: %s", out)
+	}
+	g.d.MustCLI(t, "plugin", "install", "--grant-all-permissions", "--disable", "--alias", "plug", clean)
+	out, err = g.cli("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", "plug", vuln)
+	mustFail(t, "plugin upgrade to a failing rootfs", out, err, "plugin install of "+vuln, "denied")
 }
