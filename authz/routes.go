@@ -141,8 +141,17 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 		break
 	}
 	switch c.Action {
+	case ActPull, ActPush, ActService, ActPluginInstall:
+		// The daemon puts a form body's values ahead of the query's, and
+		// plugins are never sent such a body: a gate that reads the query
+		// would read other values than the daemon acts on.
+		if formBody(headers) {
+			return nil, malformed("%s %s with a form body, which would override the query the plugin sees", c.Method, p)
+		}
+	}
+	switch c.Action {
 	case ActPull:
-		if err := c.imageCreate(headers); err != nil {
+		if err := c.imageCreate(); err != nil {
 			return nil, err
 		}
 	case ActPush:
@@ -211,10 +220,7 @@ func header(h map[string]string, name string) string {
 	return ""
 }
 
-func (c *Call) imageCreate(headers map[string]string) error {
-	if formBody(headers) {
-		return malformed("image create with a form body, which would override the query the plugin sees")
-	}
+func (c *Call) imageCreate() error {
 	if err := single(c.Query, "fromImage", "fromSrc", "tag", "repo", "platform"); err != nil {
 		return err
 	}

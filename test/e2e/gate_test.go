@@ -485,6 +485,19 @@ func TestBypassTable(t *testing.T) {
 		})
 	}
 
+	// The daemon reads a push's tag from the form, where a form body's
+	// values come before the query's. Before the fix this pushed the
+	// vulnerable tag: that is the proof the form reaches the daemon.
+	t.Run("push/form body overrides the query", func(t *testing.T) {
+		g.d.MustCLI(t, "tag", "clean:local", host+"/pushform:ok")
+		g.d.MustCLI(t, "tag", "bionic:local", host+"/pushform:vuln")
+		code, out := rawRequest(t, g.d.Sock, "POST /v1.41/images/"+host+"/pushform/push?tag=ok",
+			map[string]string{"X-Registry-Auth": "e30=", "Content-Type": "application/x-www-form-urlencoded"}, []byte("tag=vuln"), false)
+		if registryHas("pushform", "vuln") {
+			t.Fatalf("the vulnerable image reached the registry (status %d: %s)", code, out)
+		}
+	})
+
 	jsonCT := map[string]string{"Content-Type": "application/json"}
 	body := func(img string) []byte { return []byte(`{"Image":"` + img + `","Cmd":["/bin/true"]}`) }
 	runs := []struct {
