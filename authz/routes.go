@@ -15,6 +15,9 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 )
 
 // Action is what an API request does, as far as DIVDS cares.
@@ -343,17 +346,28 @@ func member(obj json.RawMessage, key string) (json.RawMessage, error) {
 	return found, nil
 }
 
-// PullRef is the reference a pull asks for: fromImage with its tag or
-// digest (the tag parameter may hold either).
+// PullRef is the reference a pull asks for, combined the way the daemon
+// combines fromImage and tag: a tag parameter replaces a tag given in
+// fromImage, and a digest there replaces the tag. A fromImage the daemon
+// cannot parse is returned as given (the daemon refuses that pull).
 func (c *Call) PullRef() string {
-	ref := c.Query.Get("fromImage")
-	tag := c.Query.Get("tag")
-	switch {
-	case tag == "":
-	case strings.Contains(tag, ":"): // a digest: sha256:…
-		ref += "@" + tag
-	default:
-		ref += ":" + tag
+	image, tag := c.Query.Get("fromImage"), c.Query.Get("tag")
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		if tag != "" {
+			return image + ":" + tag
+		}
+		return image
 	}
-	return ref
+	if tag != "" {
+		if dgst, err := digest.Parse(tag); err == nil {
+			ref, err = reference.WithDigest(reference.TrimNamed(ref), dgst)
+			if err != nil {
+				return image + "@" + tag
+			}
+		} else if ref, err = reference.WithTag(ref, tag); err != nil {
+			return image + ":" + tag
+		}
+	}
+	return reference.FamiliarString(ref)
 }

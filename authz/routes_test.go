@@ -41,7 +41,15 @@ func TestParse(t *testing.T) {
 		{"both fromImage and fromSrc", "POST", "/v1.41/images/create?fromImage=a&fromSrc=-", nil, nil, "", "", true},
 		{"neither", "POST", "/v1.41/images/create", nil, nil, "", "", true},
 		{"import", "POST", "/v1.41/images/create?fromSrc=-&repo=x", nil, nil, ActImport, "", false},
-		{"pull by digest", "POST", "/images/create?fromImage=alpine&tag=sha256:abc", nil, nil, ActPull, "alpine@sha256:abc", false},
+		{"pull by digest", "POST", "/images/create?fromImage=alpine&tag=sha256:abababababababababababababababababababababababababababababababab", nil, nil, ActPull, "alpine@sha256:abababababababababababababababababababababababababababababababab", false},
+		// The daemon combines fromImage and tag so: the tag parameter
+		// replaces a tag in fromImage; a digest replaces the tag.
+		{"tag only in fromImage", "POST", "/images/create?fromImage=reg:5000/app:vuln", nil, nil, ActPull, "reg:5000/app:vuln", false},
+		{"tag in fromImage and in tag", "POST", "/images/create?fromImage=app:vuln&tag=vuln", nil, nil, ActPull, "app:vuln", false},
+		{"another tag in fromImage", "POST", "/images/create?fromImage=app:other&tag=vuln", nil, nil, ActPull, "app:vuln", false},
+		{"digest in tag, tag in fromImage", "POST", "/images/create?fromImage=app:other&tag=sha256:abababababababababababababababababababababababababababababababab", nil, nil, ActPull, "app@sha256:abababababababababababababababababababababababababababababababab", false},
+		{"digest in fromImage, tag in tag", "POST", "/images/create?fromImage=app@sha256:abababababababababababababababababababababababababababababababab&tag=v", nil, nil, ActPull, "app:v@sha256:abababababababababababababababababababababababababababababababab", false},
+		{"invalid digest in tag", "POST", "/images/create?fromImage=alpine&tag=sha256:abc", nil, nil, ActPull, "alpine:sha256:abc", false},
 		{"push", "POST", "/v1.41/images/registry:5000/app/push?tag=1", nil, nil, ActPush, "registry:5000/app", false},
 		{"push duplicated tag", "POST", "/v1.41/images/app/push?tag=1&tag=2", nil, nil, "", "", true},
 		{"create", "POST", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},

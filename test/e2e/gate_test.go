@@ -419,6 +419,13 @@ func TestBypassTable(t *testing.T) {
 		}},
 		{"old API version", func(r, tg string) string { return "POST /v1.24/images/create?fromImage=" + r + "&tag=" + tg }},
 		{"three-part version", func(r, tg string) string { return "POST /v1.40.5/images/create?fromImage=" + r + "&tag=" + tg }},
+		{"tag only in fromImage", func(r, tg string) string { return "POST /v1.41/images/create?fromImage=" + r + ":" + tg }},
+		{"tag in fromImage and in tag", func(r, tg string) string {
+			return "POST /v1.41/images/create?fromImage=" + r + ":" + tg + "&tag=" + tg
+		}},
+		{"another tag in fromImage", func(r, tg string) string {
+			return "POST /v1.41/images/create?fromImage=" + r + ":other&tag=" + tg
+		}},
 	}
 	for i, f := range pulls {
 		t.Run("pull/"+f.name, func(t *testing.T) {
