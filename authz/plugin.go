@@ -336,12 +336,9 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *sc
 }
 
 func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) decision {
-	name := call.Name
-	tag := call.Query.Get("tag")
+	ref := call.PushRef()
 	var images []ImageInfo
-	ref := name
-	if tag != "" {
-		ref = joinTag(name, tag)
+	if strings.ContainsAny(refTail(ref), ":@") {
 		info, err := p.opts.Daemon.Inspect(ctx, ref)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -352,7 +349,7 @@ func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) 
 		images = []ImageInfo{info}
 	} else {
 		// No tag: the daemon pushes every tag of the repository.
-		infos, err := p.opts.Daemon.Repo(ctx, name)
+		infos, err := p.opts.Daemon.Repo(ctx, ref)
 		if err != nil {
 			return p.daemonError(ctx, "push", ref, pol, err)
 		}
@@ -390,7 +387,7 @@ func (p *Plugin) daemonError(ctx context.Context, action, ref string, pol *scori
 }
 
 func displayRef(ref string, img ImageInfo) string {
-	if strings.Contains(ref, ":") || len(img.RepoTags) == 0 {
+	if strings.ContainsAny(refTail(ref), ":@") || len(img.RepoTags) == 0 {
 		return ref
 	}
 	for _, t := range img.RepoTags {
@@ -399,13 +396,6 @@ func displayRef(ref string, img ImageInfo) string {
 		}
 	}
 	return ref
-}
-
-func joinTag(name, tag string) string {
-	if strings.HasPrefix(tag, "sha256:") {
-		return name + "@" + tag
-	}
-	return name + ":" + tag
 }
 
 // gatePullBefore denies a pull that is known to fail: its reference was

@@ -346,12 +346,20 @@ func member(obj json.RawMessage, key string) (json.RawMessage, error) {
 	return found, nil
 }
 
-// PullRef is the reference a pull asks for, combined the way the daemon
-// combines fromImage and tag: a tag parameter replaces a tag given in
-// fromImage, and a digest there replaces the tag. A fromImage the daemon
-// cannot parse is returned as given (the daemon refuses that pull).
-func (c *Call) PullRef() string {
-	image, tag := c.Query.Get("fromImage"), c.Query.Get("tag")
+// PullRef is the reference a pull asks for: fromImage and tag, combined
+// as the daemon combines them (see combineRef).
+func (c *Call) PullRef() string { return combineRef(c.Query.Get("fromImage"), c.Query.Get("tag")) }
+
+// PushRef is the reference a push names: the name in the path and the
+// tag parameter, combined as the daemon combines them. Empty tags and no
+// tag or digest in the name mean every tag of the repository.
+func (c *Call) PushRef() string { return combineRef(c.Name, c.Query.Get("tag")) }
+
+// combineRef combines an image name and a tag parameter the way the
+// daemon does for pulls and pushes: the tag parameter replaces a tag in
+// the name, and a digest there replaces the tag. A name the daemon cannot
+// parse is returned as given (the daemon refuses the request).
+func combineRef(image, tag string) string {
 	ref, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
 		if tag != "" {

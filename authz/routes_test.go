@@ -149,3 +149,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestPushRef(t *testing.T) {
+	d := "sha256:" + strings.Repeat("cd", 32)
+	for _, tt := range []struct{ uri, want string }{
+		{"/images/app/push?tag=1", "app:1"},
+		{"/images/app/push", "app"},
+		{"/images/reg:5000/app/push", "reg:5000/app"},
+		{"/images/app:vuln/push", "app:vuln"},
+		{"/images/app:other/push?tag=vuln", "app:vuln"},
+		{"/images/app/push?tag=" + d, "app@" + d},
+		{"/images/docker.io/library/app/push?tag=1", "app:1"},
+	} {
+		c, err := Parse("POST", tt.uri, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.uri, err)
+		}
+		if got := c.PushRef(); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.uri, got, tt.want)
+		}
+	}
+}

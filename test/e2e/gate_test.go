@@ -474,6 +474,8 @@ func TestBypassTable(t *testing.T) {
 		{"no tag (all tags)", func(n, _ string) string { return "POST /v1.41/images/" + n + "/push" }},
 		{"old API version", func(n, tg string) string { return "POST /v1.24/images/" + n + "/push?tag=" + tg }},
 		{"three-part version", func(n, tg string) string { return "POST /v1.40.5/images/" + n + "/push?tag=" + tg }},
+		{"tag only in the name", func(n, tg string) string { return "POST /v1.41/images/" + n + ":" + tg + "/push" }},
+		{"another tag in the name", func(n, tg string) string { return "POST /v1.41/images/" + n + ":other/push?tag=" + tg }},
 	}
 	for i, f := range pushes {
 		t.Run("push/"+f.name, func(t *testing.T) {
