@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,8 +42,9 @@ type Daemon interface {
 	// PluginName returns the name of the managed plugin a name, ID or ID
 	// prefix refers to (ErrNotFound when none).
 	PluginName(ctx context.Context, ref string) (string, error)
-	// RunningContainers lists the running containers.
-	RunningContainers(ctx context.Context) ([]Container, error)
+	// RunningContainers lists the running containers, or those of them
+	// with the given IDs.
+	RunningContainers(ctx context.Context, ids ...string) ([]Container, error)
 	// StopContainer stops a container as docker stop does.
 	StopContainer(ctx context.Context, id string) error
 	// PreviousServiceImage returns the image of a swarm service's
@@ -84,6 +86,11 @@ type Plugin struct {
 	opts   Options
 	policy atomic.Pointer[loaded]
 	seq    atomic.Uint64
+
+	// flagged holds the running containers the reviews found failing
+	// and left running (for divds_running_denied_containers).
+	flaggedMu sync.Mutex
+	flagged   map[string]bool
 }
 
 // loaded is a policy in force with its digest, computed once at load:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,13 +27,19 @@ type fakeDaemon struct {
 	stopped []string
 }
 
-func (d *fakeDaemon) RunningContainers(context.Context) ([]Container, error) {
+func (d *fakeDaemon) RunningContainers(_ context.Context, ids ...string) ([]Container, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failing != nil {
 		return nil, d.failing
 	}
-	return append([]Container(nil), d.running...), nil
+	var out []Container
+	for _, c := range d.running {
+		if len(ids) == 0 || slices.Contains(ids, c.ID) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (d *fakeDaemon) StopContainer(_ context.Context, id string) error {

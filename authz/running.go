@@ -34,22 +34,34 @@ type Review struct {
 
 // ReviewRunning checks the image of every running container against the
 // policy and database in force. The gates cannot see containers the
-// daemon starts by itself (restart policies, at boot), nor images that a
-// database update or a policy change turned failing after they passed.
-// Each container found failing is audited (action running) and, with
-// running: stop in mode: enforce, stopped. why names the occasion in the
-// records.
+// daemon starts by itself (restart policies, at boot; swarm tasks), nor
+// images that a database update or a policy change turned failing after
+// they passed. Each container found failing is audited (action running)
+// and, with running: stop in mode: enforce, stopped. why names the
+// occasion in the records.
 func (p *Plugin) ReviewRunning(ctx context.Context, why string) (Review, error) {
+	return p.review(ctx, why, nil)
+}
+
+// ReviewContainer reviews one container, as ReviewRunning does all: the
+// one that just started, so that a start is audited once, not with every
+// other running container.
+func (p *Plugin) ReviewContainer(ctx context.Context, id, why string) (Review, error) {
+	return p.review(ctx, why, []string{id})
+}
+
+func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, error) {
 	var r Review
 	pol := p.Policy()
 	if !pol.Gated(scoring.ActionRun) {
-		p.setRunningDenied(0)
+		p.setFlagged(nil, map[string]bool{})
 		return r, nil
 	}
-	list, err := p.opts.Daemon.RunningContainers(ctx)
+	list, err := p.opts.Daemon.RunningContainers(ctx, ids...)
 	if err != nil {
 		return r, fmt.Errorf("list running containers: %w", err)
 	}
+	flagged := map[string]bool{}
 	for _, c := range list {
 		if err := ctx.Err(); err != nil {
 			return r, err
@@ -63,9 +75,11 @@ func (p *Plugin) ReviewRunning(ctx context.Context, why string) (Review, error) 
 			continue
 		}
 		if !d.verdict.Exceeded {
+			flagged[c.ID] = false
 			continue
 		}
 		r.Denied++
+		flagged[c.ID] = true
 		rec := p.record(ctx, ActRunning, "review", start, d)
 		rec.Container, rec.Reason, rec.Decision = c.Name, why, "flagged"
 		if pol.Running == scoring.RunningStop && d.verdict.Verdict == scoring.Deny {
@@ -73,6 +87,7 @@ func (p *Plugin) ReviewRunning(ctx context.Context, why string) (Review, error) 
 				rec.Decision, rec.Error = "stop-failed", err.Error()
 			} else {
 				rec.Decision = "stopped"
+				flagged[c.ID] = false
 				r.Stopped++
 			}
 		}
@@ -83,12 +98,31 @@ func (p *Plugin) ReviewRunning(ctx context.Context, why string) (Review, error) 
 		p.opts.Log.WithField("container", c.Name).Warnf("review (%s): running container %s of %s: %s; %s",
 			why, c.Name, c.Image, d.verdict.Summary, rec.Decision)
 	}
-	p.setRunningDenied(r.Denied - r.Stopped)
+	p.setFlagged(ids, flagged)
 	return r, nil
 }
 
-func (p *Plugin) setRunningDenied(n int) {
+// ContainerDied forgets a container the reviews flagged: it no longer
+// runs.
+func (p *Plugin) ContainerDied(id string) { p.setFlagged([]string{id}, nil) }
+
+// setFlagged records what a review found: with ids, about those
+// containers only; without, about all of them.
+func (p *Plugin) setFlagged(ids []string, found map[string]bool) {
+	p.flaggedMu.Lock()
+	defer p.flaggedMu.Unlock()
+	if ids == nil || p.flagged == nil {
+		p.flagged = map[string]bool{}
+	}
+	for _, id := range ids {
+		delete(p.flagged, id)
+	}
+	for id, bad := range found {
+		if bad {
+			p.flagged[id] = true
+		}
+	}
 	if p.opts.Metrics != nil {
-		p.opts.Metrics.runningDenied.Set(float64(n))
+		p.opts.Metrics.runningDenied.Set(float64(len(p.flagged)))
 	}
 }

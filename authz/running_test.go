@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 
 	"github.com/divds/divds/scoring"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestReviewRunning(t *testing.T) {
@@ -80,4 +82,52 @@ func TestReviewRunning(t *testing.T) {
 			t.Fatal("no error")
 		}
 	})
+}
+
+func TestReviewContainerAndGauge(t *testing.T) {
+	d := images()
+	d.running = []Container{
+		{ID: "c1", Name: "web", Image: "app:ok", ImageID: "sha256:ok"},
+		{ID: "c2", Name: "legacy", Image: "app:vuln", ImageID: "sha256:vuln"},
+		{ID: "c3", Name: "other", Image: "app:vuln", ImageID: "sha256:vuln"},
+	}
+	var scans atomic.Int32
+	p, rec := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+	p.opts.Metrics = NewMetrics(func() float64 { return 0 })
+	gauge := func() float64 { return testutil.ToFloat64(p.opts.Metrics.runningDenied) }
+	ctx := context.Background()
+
+	steps := []struct {
+		name      string
+		review    func() (Review, error)
+		running   []string // IDs left running before the review
+		wantGauge float64
+		wantRecs  int // records so far
+	}{
+		{"full review", func() (Review, error) { return p.ReviewRunning(ctx, "test") }, nil, 2, 2},
+		{"a clean container started", func() (Review, error) { return p.ReviewContainer(ctx, "c1", "started") }, nil, 2, 2},
+		{"a failing container started", func() (Review, error) { return p.ReviewContainer(ctx, "c2", "started") }, nil, 2, 3},
+		{"a failing container is gone", func() (Review, error) { return p.ReviewContainer(ctx, "c2", "started") }, []string{"c1", "c3"}, 1, 3},
+		{"a failing container died", func() (Review, error) { p.ContainerDied("c3"); return Review{}, nil }, []string{"c1"}, 0, 3},
+	}
+	for _, st := range steps {
+		if st.running != nil {
+			var keep []Container
+			for _, c := range d.running {
+				if slices.Contains(st.running, c.ID) {
+					keep = append(keep, c)
+				}
+			}
+			d.running = keep
+		}
+		if _, err := st.review(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if g := gauge(); g != st.wantGauge {
+			t.Fatalf("%s: gauge %v, want %v", st.name, g, st.wantGauge)
+		}
+		if len(rec.recs) != st.wantRecs {
+			t.Fatalf("%s: %d records, want %d", st.name, len(rec.recs), st.wantRecs)
+		}
+	}
 }

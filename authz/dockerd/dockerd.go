@@ -91,7 +91,7 @@ func (d Daemon) subscribe(ctx context.Context, since time.Time) (<-chan events.M
 	timer := time.AfterFunc(10*time.Second, cancel)
 	msgs, errs := d.C.Events(sub, events.ListOptions{
 		Since:   strconv.FormatInt(since.Unix(), 10),
-		Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType))),
+		Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType)), filters.Arg("type", string(events.ContainerEventType))),
 	})
 	timer.Stop()
 	return msgs, errs, cancel
@@ -115,14 +115,27 @@ var arrivalActions = map[events.Action]bool{
 	events.ActionTag: true, events.ActionPush: true, events.ActionCreate: true,
 }
 
-// Follow calls arrived with the image ID of every image that may be new
-// (pulled, loaded, imported, tagged, pushed, or the result of a build,
-// which the daemon reports as a tag), until ctx ends. It reconnects when
-// the daemon restarts, and calls connected (when not nil) each time it
-// has: a daemon that just started has started the containers of its
-// restart policies without any API call. Neither callback may block for
-// long.
-func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func(ctx context.Context, imageRef string), connected func()) {
+// Handlers are what Follow calls; none may block for long, and any may
+// be nil.
+type Handlers struct {
+	// Arrived gets the ID of every image that may be new: pulled,
+	// loaded, imported, tagged, pushed, or the result of a build (which
+	// the daemon reports as a tag).
+	Arrived func(ctx context.Context, imageID string)
+	// Connected is called each time the stream (re)connects: a daemon
+	// that just started has started the containers of its restart
+	// policies without any API call.
+	Connected func()
+	// Started is called when a container starts, through the API or by
+	// itself (a restart policy, a swarm task).
+	Started func(containerID string)
+	// Died is called when a container stops running.
+	Died func(containerID string)
+}
+
+// Follow follows the daemon's image and container events until ctx
+// ends, reconnecting when the daemon restarts.
+func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, h Handlers) {
 	backoff := time.Second
 	// Events the daemon emitted while the stream was down (dockerd
 	// restarting, or not up yet when the plugin started) are replayed
@@ -130,8 +143,8 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 	since := time.Now().Add(-time.Second)
 	for ctx.Err() == nil {
 		msgs, errs, cancel := d.subscribe(ctx, since)
-		if msgs != nil && connected != nil {
-			connected()
+		if msgs != nil && h.Connected != nil {
+			h.Connected()
 		}
 		connectedAt := time.Now()
 	loop:
@@ -143,9 +156,15 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, arrived func
 				if t := time.Unix(0, m.TimeNano); t.After(since) {
 					since = t
 				}
-				log.WithFields(logrus.Fields{"action": m.Action, "image": m.Actor.ID}).Debug("docker event")
-				if arrivalActions[m.Action] && m.Actor.ID != "" {
-					arrived(ctx, m.Actor.ID)
+				log.WithFields(logrus.Fields{"type": m.Type, "action": m.Action, "id": m.Actor.ID}).Debug("docker event")
+				switch {
+				case m.Actor.ID == "":
+				case m.Type == events.ImageEventType && arrivalActions[m.Action] && h.Arrived != nil:
+					h.Arrived(ctx, m.Actor.ID)
+				case m.Type == events.ContainerEventType && m.Action == events.ActionStart && h.Started != nil:
+					h.Started(m.Actor.ID)
+				case m.Type == events.ContainerEventType && m.Action == events.ActionDie && h.Died != nil:
+					h.Died(m.Actor.ID)
 				}
 			case err := <-errs:
 				if ctx.Err() != nil {
@@ -185,8 +204,15 @@ func (d Daemon) PreviousServiceImage(ctx context.Context, service string) (strin
 }
 
 // RunningContainers implements authz.Daemon.
-func (d Daemon) RunningContainers(ctx context.Context) ([]authz.Container, error) {
-	list, err := d.C.ContainerList(ctx, container.ListOptions{})
+func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.Container, error) {
+	opts := container.ListOptions{}
+	if len(ids) > 0 {
+		opts.Filters = filters.NewArgs()
+		for _, id := range ids {
+			opts.Filters.Add("id", id)
+		}
+	}
+	list, err := d.C.ContainerList(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -243,8 +243,8 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	} else if _, ok := handle.Meta(); !ok {
 		log.Warn("no vulnerability database and --no-update: every gated action follows on_error until `divds-authz db update` runs")
 	}
-	// Reviews of the running containers: when dockerd (re)connects, the
-	// database changes or the policy is reloaded. Occasions that come
+	// Reviews of the running containers: when dockerd (re)connects, a
+	// container starts, the database changes or the policy is reloaded. Occasions that come
 	// while one runs are merged into the next.
 	reviewCh := make(chan string, 1)
 	review := func(why string) {
@@ -253,15 +253,29 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		default:
 		}
 	}
+	startedCh := make(chan string, 64)
+	started := func(id string) {
+		select {
+		case startedCh <- id:
+		default: // a burst of starts: review them all at once
+			review("containers started")
+		}
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.reviews(ctx, plugin, reviewCh)
+		a.reviews(ctx, plugin, reviewCh, startedCh)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.arrivals(ctx, daemon, verdicts, db, plugin, func() { review("dockerd connected") })
+		a.arrivals(ctx, daemon, verdicts, db, plugin, dockerd.Handlers{
+			Connected: func() { review("dockerd connected") },
+			// A container the daemon restarts by itself (restart policy,
+			// swarm task) passes no gate.
+			Started: started,
+			Died:    plugin.ContainerDied,
+		})
 	}()
 	wg.Add(1)
 	go func() {
@@ -364,14 +378,15 @@ func (a *app) backgroundUpdates(ctx context.Context, h *vulnstore.Handle, f serv
 
 // arrivals scans images as they arrive, one at a time, so that the gates
 // answer from the cache.
-func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin, connected func()) {
+func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin, h dockerd.Handlers) {
 	queue := make(chan string, 256)
-	go d.Follow(ctx, a.log, func(_ context.Context, ref string) {
+	h.Arrived = func(_ context.Context, ref string) {
 		select {
 		case queue <- ref:
 		default: // a burst: the gates scan on demand anyway
 		}
-	}, connected)
+	}
+	go d.Follow(ctx, a.log, h)
 	for {
 		select {
 		case <-ctx.Done():
@@ -394,21 +409,31 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 }
 
 // reviews runs a review of the running containers for each occasion
-// received, one at a time.
-func (a *app) reviews(ctx context.Context, p *authz.Plugin, occasions <-chan string) {
+// received, and of each container that started, one at a time.
+func (a *app) reviews(ctx context.Context, p *authz.Plugin, occasions <-chan string, started <-chan string) {
 	for {
+		var (
+			r   authz.Review
+			err error
+			why string
+		)
 		select {
 		case <-ctx.Done():
 			return
-		case why := <-occasions:
-			r, err := p.ReviewRunning(ctx, why)
-			if err != nil {
-				a.log.WithError(err).Warnf("review of the running containers (%s) failed", why)
-				continue
+		case why = <-occasions:
+			r, err = p.ReviewRunning(ctx, why)
+		case id := <-started:
+			why = "container started"
+			if r, err = p.ReviewContainer(ctx, id, why); err == nil && r.Denied == 0 {
+				continue // the usual case: a start the gates already allowed
 			}
-			a.log.WithFields(logrus.Fields{"checked": r.Checked, "denied": r.Denied, "stopped": r.Stopped, "unknown": r.Unknown}).
-				Infof("reviewed the running containers (%s)", why)
 		}
+		if err != nil {
+			a.log.WithError(err).Warnf("review of the running containers (%s) failed", why)
+			continue
+		}
+		a.log.WithFields(logrus.Fields{"checked": r.Checked, "denied": r.Denied, "stopped": r.Stopped, "unknown": r.Unknown}).
+			Infof("reviewed the running containers (%s)", why)
 	}
 }
 

@@ -786,23 +786,33 @@ func TestRunningReview(t *testing.T) {
 		out, err := g.cli("inspect", "--format", "{{.State.Running}}", "keep")
 		return err == nil && strings.TrimSpace(out) == "true"
 	}
-	waitRecord := func(what, reason, decision string) {
+	// A container that exits and is restarted by its restart policy.
+	g.d.MustCLI(t, "run", "-d", "--restart", "always", "--network", "none", "--name", "crash", "vulnrun:1", "sh", "-c", "sleep 1; exit 1")
+	waitFor := func(container, what, reason, decision string) {
 		t.Helper()
 		harness.WaitFor(t, what, 60*time.Second, func() bool {
 			for _, r := range g.reviewRecords(t) {
-				if r["container"] == "keep" && r["reason"] == reason && r["decision"] == decision && r["verdict"] == "deny" {
+				if r["container"] == container && r["reason"] == reason && r["decision"] == decision && r["verdict"] == "deny" {
 					return true
 				}
 			}
 			return false
 		})
 	}
+	waitRecord := func(what, reason, decision string) { t.Helper(); waitFor("keep", what, reason, decision) }
 
-	// Enforcing now: the running container is reported, not stopped.
+	// Enforcing now: the running containers are reported, not stopped;
+	// each restart of the crashing one is reviewed as it starts.
 	g.reload(t, "")
 	waitRecord("a review after the policy reload", "policy reloaded", "flagged")
-	if g.p.Metric("divds_running_denied_containers") != 1 || !running() {
-		t.Fatalf("after the report: metric %v, running %v", g.p.Metric("divds_running_denied_containers"), running())
+	waitFor("crash", "a review of a restart by the restart policy", "container started", "flagged")
+	g.d.MustCLI(t, "rm", "-f", "crash")
+	// The metric follows the die event of the removed container.
+	harness.WaitFor(t, "the metric to count the one failing container left", 30*time.Second, func() bool {
+		return g.p.Metric("divds_running_denied_containers") == 1
+	})
+	if !running() {
+		t.Fatal("a reported container was stopped")
 	}
 
 	// dockerd restarts and starts the container again by itself.
@@ -816,9 +826,9 @@ func TestRunningReview(t *testing.T) {
 	if running() {
 		t.Fatal("the container still runs")
 	}
-	if n := g.p.Metric("divds_running_denied_containers"); n != 0 {
-		t.Fatalf("metric %v after the stop", n)
-	}
+	harness.WaitFor(t, "the metric to drop to 0 after the stop", 30*time.Second, func() bool {
+		return g.p.Metric("divds_running_denied_containers") == 0
+	})
 }
 
 // pushPlugin creates a managed plugin from a root filesystem, pushes it
