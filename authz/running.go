@@ -62,6 +62,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		return r, fmt.Errorf("list running containers: %w", err)
 	}
 	flagged := map[string]bool{}
+	var unknownErr error
 	for _, c := range list {
 		if err := ctx.Err(); err != nil {
 			return r, err
@@ -70,8 +71,9 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		r.Checked++
 		d := p.verdictFor(ctx, "run", c.Image, c.ImageID, pol)
 		if d.verdict == nil {
-			r.Unknown++
-			p.opts.Log.WithError(d.err).WithField("container", c.Name).Warn("review: the image of a running container could not be evaluated")
+			if r.Unknown++; r.Unknown == 1 {
+				unknownErr = d.err
+			}
 			continue
 		}
 		if !d.verdict.Exceeded {
@@ -97,6 +99,11 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		}
 		p.opts.Log.WithField("container", c.Name).Warnf("review (%s): running container %s of %s: %s; %s",
 			why, c.Name, c.Image, d.verdict.Summary, rec.Decision)
+	}
+	if r.Unknown > 0 {
+		// One line, not one per container: with no database yet, every
+		// container of a busy host fails alike.
+		p.opts.Log.WithError(unknownErr).Warnf("review (%s): the images of %d running containers could not be evaluated; they are left alone", why, r.Unknown)
 	}
 	p.setFlagged(ids, flagged)
 	return r, nil
