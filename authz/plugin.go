@@ -90,7 +90,7 @@ type Plugin struct {
 	// flagged holds the running containers the reviews found failing
 	// and left running (for divds_running_denied_containers).
 	flaggedMu sync.Mutex
-	flagged   map[string]bool
+	flagged   map[string]Flagged
 }
 
 // loaded is a policy in force with its digest, computed once at load:

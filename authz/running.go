@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/divds/divds/scoring"
@@ -14,12 +16,20 @@ const ActRunning Action = "running"
 
 // Container is a running container, as a review sees it.
 type Container struct {
-	ID   string
-	Name string
+	ID   string `json:"id"`
+	Name string `json:"name"`
 	// Image is the reference it was created from (whitelist and override
 	// patterns match it); ImageID is what it runs.
-	Image   string
-	ImageID string
+	Image   string `json:"image"`
+	ImageID string `json:"image_id"`
+}
+
+// Flagged is a running container a review found failing and left
+// running.
+type Flagged struct {
+	Container
+	Summary string    `json:"summary"`
+	At      time.Time `json:"at"`
 }
 
 // Review is what one review of the running containers found.
@@ -54,14 +64,14 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 	var r Review
 	pol := p.Policy()
 	if !pol.Gated(scoring.ActionRun) {
-		p.setFlagged(nil, map[string]bool{})
+		p.setFlagged(nil, nil)
 		return r, nil
 	}
 	list, err := p.opts.Daemon.RunningContainers(ctx, ids...)
 	if err != nil {
 		return r, fmt.Errorf("list running containers: %w", err)
 	}
-	flagged := map[string]bool{}
+	flagged := map[string]*Flagged{} // nil: checked, not failing (or stopped)
 	var unknownErr error
 	for _, c := range list {
 		if err := ctx.Err(); err != nil {
@@ -77,11 +87,11 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 			continue
 		}
 		if !d.verdict.Exceeded {
-			flagged[c.ID] = false
+			flagged[c.ID] = nil
 			continue
 		}
 		r.Denied++
-		flagged[c.ID] = true
+		flagged[c.ID] = &Flagged{Container: c, Summary: d.verdict.Summary, At: start.UTC()}
 		rec := p.record(ctx, ActRunning, "review", start, d)
 		rec.Container, rec.Reason, rec.Decision = c.Name, why, "flagged"
 		if pol.Running == scoring.RunningStop && d.verdict.Verdict == scoring.Deny {
@@ -89,7 +99,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 				rec.Decision, rec.Error = "stop-failed", err.Error()
 			} else {
 				rec.Decision = "stopped"
-				flagged[c.ID] = false
+				flagged[c.ID] = nil
 				r.Stopped++
 			}
 		}
@@ -115,21 +125,34 @@ func (p *Plugin) ContainerDied(id string) { p.setFlagged([]string{id}, nil) }
 
 // setFlagged records what a review found: with ids, about those
 // containers only; without, about all of them.
-func (p *Plugin) setFlagged(ids []string, found map[string]bool) {
+func (p *Plugin) setFlagged(ids []string, found map[string]*Flagged) {
 	p.flaggedMu.Lock()
 	defer p.flaggedMu.Unlock()
 	if ids == nil || p.flagged == nil {
-		p.flagged = map[string]bool{}
+		p.flagged = map[string]Flagged{}
 	}
 	for _, id := range ids {
 		delete(p.flagged, id)
 	}
-	for id, bad := range found {
-		if bad {
-			p.flagged[id] = true
+	for id, f := range found {
+		if f != nil {
+			p.flagged[id] = *f
 		}
 	}
 	if p.opts.Metrics != nil {
 		p.opts.Metrics.runningDenied.Set(float64(len(p.flagged)))
 	}
+}
+
+// FlaggedContainers lists the running containers the reviews found
+// failing and left running, by name.
+func (p *Plugin) FlaggedContainers() []Flagged {
+	p.flaggedMu.Lock()
+	defer p.flaggedMu.Unlock()
+	out := make([]Flagged, 0, len(p.flagged))
+	for _, f := range p.flagged {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b Flagged) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -318,21 +319,38 @@ func (v *Verdicts) Release(id string) error {
 // pulled as.
 func (v *Verdicts) QuarantinedRef(ref string) (*Quarantined, bool) {
 	var found *Quarantined
+	v.eachQuarantined(func(q Quarantined) bool {
+		if contains(q.Refs, ref) {
+			found = &q
+			return false
+		}
+		return true
+	})
+	return found, found != nil
+}
+
+// QuarantineList lists the quarantined images, newest first.
+func (v *Verdicts) QuarantineList() []Quarantined {
+	out := []Quarantined{}
+	v.eachQuarantined(func(q Quarantined) bool {
+		out = append(out, q)
+		return true
+	})
+	slices.SortFunc(out, func(a, b Quarantined) int { return b.At.Compare(a.At) })
+	return out
+}
+
+// eachQuarantined calls fn for each quarantine until it returns false.
+func (v *Verdicts) eachQuarantined(fn func(Quarantined) bool) {
 	v.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketQuarantine).ForEach(func(_, raw []byte) error {
 			var q Quarantined
-			if json.Unmarshal(raw, &q) == nil {
-				for _, r := range q.Refs {
-					if r == ref {
-						found = &q
-						return errStop
-					}
-				}
+			if json.Unmarshal(raw, &q) == nil && !fn(q) {
+				return errStop
 			}
 			return nil
 		})
 	})
-	return found, found != nil
 }
 
 var errStop = errors.New("stop")

@@ -80,14 +80,8 @@ func reportChange(a *app, changed bool, file, what string) {
 
 // pluginAnswers performs the plugin handshake dockerd does.
 func pluginAnswers(ctx context.Context, socket string) error {
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/Plugin.Activate", bytes.NewReader([]byte("{}")))
-	res, err := c.Do(req)
+	res, err := socketClient(socket).Do(req)
 	if err != nil {
 		return err
 	}
@@ -97,6 +91,16 @@ func pluginAnswers(ctx context.Context, socket string) error {
 		return errors.New("the socket answers, but not as an authorization plugin")
 	}
 	return nil
+}
+
+// socketClient is an HTTP client of the plugin's unix socket.
+func socketClient(socket string) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
 }
 
 // editDaemonJSON rewrites the authorization-plugins list of daemon.json,

@@ -101,7 +101,7 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 	pf.StringVar(&a.stateDir, "state-dir", a.def.stateDir, "state directory (vulnerability database, caches)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	a.root = root
-	root.AddCommand(a.versionCmd(), a.policyCmd(), a.evaluateCmd(), a.dbCmd(), a.scanCmd(), a.serveCmd(), a.dockerConfigCmd())
+	root.AddCommand(a.versionCmd(), a.policyCmd(), a.evaluateCmd(), a.dbCmd(), a.scanCmd(), a.serveCmd(), a.statusCmd(), a.dockerConfigCmd())
 	return root
 }
 

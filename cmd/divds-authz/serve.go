@@ -213,6 +213,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	h := authorization.NewHandler(plugin)
+	h.HandleFunc(statusPath, a.statusHandler(plugin, verdicts, db))
 	go func() {
 		if err := h.Serve(l); err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 			log.WithError(err).Error("plugin socket closed")

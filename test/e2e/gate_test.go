@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -155,6 +156,33 @@ func policyDigest(t *testing.T, path string) string {
 	return m[1]
 }
 
+// statusView is the part of `divds-authz status --format json` the
+// tests read.
+type statusView struct {
+	Quarantined   []struct{ Refs []string }
+	RunningDenied []struct{ Name, Summary string } `json:"running_denied"`
+}
+
+// status asks the plugin for its state with `divds-authz status`, in
+// both formats.
+func (g *gate) status(t *testing.T) statusView {
+	t.Helper()
+	table, err := harness.Run(context.Background(), nil, bin, "status", "--socket", g.p.Sock)
+	if err != nil || !strings.Contains(table, "Quarantined images:") || !strings.Contains(table, "Running containers of denied images:") {
+		t.Fatalf("status: %v\n%s", err, table)
+	}
+	raw, err := harness.Run(context.Background(), nil, bin, "status", "--socket", g.p.Sock, "--format", "json")
+	if err != nil {
+		t.Fatalf("status --format json: %v\n%s", err, raw)
+	}
+	t.Log(table)
+	var st statusView
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatalf("status --format json: %v\n%s", err, raw)
+	}
+	return st
+}
+
 // dumpOnFailure logs the plugin's log, with its goroutines, when the
 // test failed.
 func (g *gate) dumpOnFailure(t *testing.T) {
@@ -234,6 +262,10 @@ func TestPullGate(t *testing.T) {
 	}
 	out, err := g.cli("run", "--rm", "--network", "none", vuln)
 	mustFail(t, "run of the vulnerable image", out, err, "divds", "denied")
+	// The admin sees the quarantine.
+	if st := g.status(t); len(st.Quarantined) != 1 || !slices.Contains(st.Quarantined[0].Refs, vuln) {
+		t.Fatalf("status lists the quarantine as %+v", st.Quarantined)
+	}
 	if out, err := g.cli("pull", clean); err != nil {
 		t.Fatalf("pull of the clean image: %v\n%s", err, out)
 	}
@@ -811,6 +843,9 @@ func TestRunningReview(t *testing.T) {
 	harness.WaitFor(t, "the metric to count the one failing container left", 30*time.Second, func() bool {
 		return g.p.Metric("divds_running_denied_containers") == 1
 	})
+	if st := g.status(t); len(st.RunningDenied) != 1 || st.RunningDenied[0].Name != "keep" || !strings.Contains(st.RunningDenied[0].Summary, "image score") {
+		t.Fatalf("status lists the failing running containers as %+v", st.RunningDenied)
+	}
 	if !running() {
 		t.Fatal("a reported container was stopped")
 	}
