@@ -165,4 +165,7 @@ while read -r line; do
   printf '   %s\n      %s\n' "$hdr" "$fields"
 done <"$work/syslog/audit.log"
 
+bold "6. What the plugin reports about itself (divds-authz status)"
+"$bin" status --socket "$work/divds.sock" | sed 's/^/   /'
+
 bold "Done: everything the demo started is being stopped and removed"
