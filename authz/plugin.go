@@ -78,7 +78,7 @@ type Options struct {
 	Timeout time.Duration
 	// RemoteScan scans an image in its registry, for pull_scan: before.
 	// Nil makes such pulls follow on_error.
-	RemoteScan ScanFunc
+	RemoteScan RemoteScanFunc
 }
 
 // Plugin implements authorization.Plugin.
@@ -255,7 +255,7 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		// A plugin's rootfs is an image that runs with the privileges
 		// the user grants it: it is scanned in its registry, before the
 		// daemon pulls it.
-		d = p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, pol)
+		d = p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, "", pol)
 	} else {
 		// Load, build, import, commit and tag bring images that the run
 		// gate checks before anything runs; auth, ping and the rest are
@@ -418,7 +418,9 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 		}
 	}
 	if pol.PullScan == scoring.PullScanBefore {
-		return p.remoteVerdict(ctx, "pull", "before the pull", ref, pol)
+		// A pull for another platform (docker pull --platform) brings
+		// that platform's image: that one is scanned.
+		return p.remoteVerdict(ctx, "pull", "before the pull", ref, call.Query.Get("platform"), pol)
 	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil {
@@ -431,7 +433,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 // fetches it: a pull under pull_scan: before, a swarm service, whose
 // nodes pull by themselves, or a plugin's rootfs. when says, in a deny,
 // what the deny comes before.
-func (p *Plugin) remoteVerdict(ctx context.Context, action, when, ref string, pol *scoring.Policy) decision {
+func (p *Plugin) remoteVerdict(ctx context.Context, action, when, ref, platform string, pol *scoring.Policy) decision {
 	d := decision{image: ref}
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil && p.opts.RemoteScan == nil {
@@ -439,7 +441,7 @@ func (p *Plugin) remoteVerdict(ctx context.Context, action, when, ref string, po
 	}
 	if err == nil {
 		var v *Verdict
-		if v, err = p.opts.Verdicts.GetRemote(ctx, ref, rev, pol, p.digestOf(pol), p.opts.RemoteScan); err == nil {
+		if v, err = p.opts.Verdicts.GetRemote(ctx, ref, platform, rev, pol, p.digestOf(pol), p.opts.RemoteScan); err == nil {
 			d.verdict, d.imageID, d.reason = v, v.ImageID, "scanned in the registry"
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {
@@ -495,14 +497,14 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 		if !local.allow || pinned(ref) {
 			return local
 		}
-		remote := p.remoteVerdict(ctx, "service", "before its tasks run", ref, pol)
+		remote := p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
 		if remote.err == nil || local.err != nil {
 			return remote
 		}
 		local.reason = fmt.Sprintf("local image; the registry could not be read: %v", remote.err)
 		return local
 	}
-	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, pol)
+	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
 }
 
 // pinned reports whether ref names a digest: the registry's image and a

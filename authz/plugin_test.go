@@ -146,13 +146,19 @@ func newPlugin(t testing.TB, pol *scoring.Policy, d *fakeDaemon, db Database, sc
 		}
 		return rep, 7, nil
 	}
+	remote := func(ctx context.Context, ref, platform string) (*report.Report, uint64, error) {
+		if platform != "" {
+			ref += "|" + platform
+		}
+		return scan(ctx, ref)
+	}
 	v, err := OpenVerdicts(t.TempDir(), scan)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close() })
 	rec := &recorder{}
-	return New(pol, Options{Daemon: d, Verdicts: v, Database: db, Auditor: rec, PolicyPath: "/etc/divds/policy.yaml", PluginName: "divds:latest", RemoteScan: scan}), rec
+	return New(pol, Options{Daemon: d, Verdicts: v, Database: db, Auditor: rec, PolicyPath: "/etc/divds/policy.yaml", PluginName: "divds:latest", RemoteScan: remote}), rec
 }
 
 func images() *fakeDaemon {
@@ -220,6 +226,12 @@ func TestGates(t *testing.T) {
 		{"service rollback without a previous spec", nil, req("POST", "/v1.41/services/s-new/update?rollback=previous", `{}`), true, nil},
 		{"service, run gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionPull} }, service("/services/create", "reg/app:vuln"), true, nil},
 		{"service without a container spec", nil, req("POST", "/services/create", `{"TaskTemplate":{"PluginSpec":{}}}`), false, []string{"request refused", "without an image"}},
+		{"pull_scan before, the host's platform", func(p *scoring.Policy) { p.PullScan = scoring.PullScanBefore },
+			req("POST", "/images/create?fromImage=reg/multi&tag=1", ""), true, nil},
+		// The fake registry's image for this platform fails: the platform
+		// reached the scan.
+		{"pull_scan before, another platform", func(p *scoring.Policy) { p.PullScan = scoring.PullScanBefore },
+			req("POST", "/images/create?fromImage=reg/multi&tag=1&platform=linux/vulnarch", ""), false, []string{"pull of reg/multi:1 denied before the pull"}},
 		{"plugin install of a failing rootfs", nil, req("POST", "/v1.41/plugins/pull?remote=reg/plug:vuln&name=plug", "[]"), false,
 			[]string{"plugin install of reg/plug:vuln denied before the pull (scanned in its registry): image score 238.50"}},
 		{"plugin install of a clean rootfs", nil, req("POST", "/v1.41/plugins/pull?remote=reg/plug:ok&name=plug", "[]"), true, nil},

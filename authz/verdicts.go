@@ -27,10 +27,14 @@ var (
 	bucketQuarantine = []byte("quarantine") // imageID -> Quarantined
 )
 
-// ScanFunc scans an image, by local ID or (for pull_scan: before) by
-// registry reference, and returns its report and the database revision
-// it was matched against; the caller's wiring picks source and store.
+// ScanFunc scans a local image by ID and returns its report and the
+// database revision it was matched against; the caller's wiring picks
+// source and store.
 type ScanFunc func(ctx context.Context, image string) (*report.Report, uint64, error)
+
+// RemoteScanFunc scans an image in its registry, for the platform given
+// as os/arch[/variant] (empty: the host's), as ScanFunc does a local one.
+type RemoteScanFunc func(ctx context.Context, ref, platform string) (*report.Report, uint64, error)
 
 // Verdict is a decision about one image under one database revision and
 // one policy, cached and persisted.
@@ -156,12 +160,12 @@ func (v *Verdicts) Get(ctx context.Context, id string, rev uint64, pol *scoring.
 	return v.evaluate(rep, id, rev, pol, digest, refs, cacheable), nil
 }
 
-// GetRemote scans an image in a registry (pull_scan: before) with scan,
-// and returns its verdict, cached under the image ID the registry gives
-// (the ID the image will have once pulled).
-func (v *Verdicts) GetRemote(ctx context.Context, ref string, rev uint64, pol *scoring.Policy, digest string, scan ScanFunc) (*Verdict, error) {
-	ch := v.group.DoChan("remote|"+ref, func() (any, error) {
-		r, gotRev, err := scan(context.WithoutCancel(ctx), ref)
+// GetRemote scans an image in a registry with scan, for platform, and
+// returns its verdict, cached under the image ID the registry gives (the
+// ID the image will have once pulled).
+func (v *Verdicts) GetRemote(ctx context.Context, ref, platform string, rev uint64, pol *scoring.Policy, digest string, scan RemoteScanFunc) (*Verdict, error) {
+	ch := v.group.DoChan("remote|"+ref+"|"+platform, func() (any, error) {
+		r, gotRev, err := scan(context.WithoutCancel(ctx), ref, platform)
 		if err != nil {
 			return nil, err
 		}

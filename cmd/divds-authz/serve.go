@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/authorization"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -181,13 +182,20 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 	scan := scanWith(func(id string) source.Source { return source.Docker{Client: dc, Ref: id} })
-	remoteScan := scanWith(func(ref string) source.Source {
+	remoteScan := func(ctx context.Context, ref, platform string) (*report.Report, uint64, error) {
 		src := source.Registry{Ref: ref}
 		if f.registryAuth != "" {
 			src.Keychain = source.ConfigKeychain{Path: f.registryAuth}
 		}
-		return src
-	})
+		if platform != "" {
+			p, err := v1.ParsePlatform(platform)
+			if err != nil {
+				return nil, 0, fmt.Errorf("platform %q: %w", platform, err)
+			}
+			src.Platform = p
+		}
+		return scanWith(func(string) source.Source { return src })(ctx, ref)
+	}
 	verdicts, err := authz.OpenVerdicts(a.stateDir, scan)
 	if err != nil {
 		return err

@@ -700,6 +700,45 @@ func TestPullScanBefore(t *testing.T) {
 	if out, err := g.cli("pull", clean); err != nil {
 		t.Fatalf("clean pull: %v\n%s", err, out)
 	}
+
+	// A manifest list whose arm64 image fails and whose amd64 one is
+	// clean: the platform pulled is the platform scanned.
+	multi := g.reg.Addr + "/multi:1"
+	g.seedIndex(t, multi, map[string]string{"amd64": g.alpineTar(t), "arm64": g.bionicTar(t)})
+	out, err = g.cli("pull", "--platform", "linux/arm64", multi)
+	mustFail(t, "pull of the failing platform", out, err, "denied before the pull (scanned in its registry): image score "+bionicScore)
+	if out, err := g.cli("pull", "--platform", "linux/amd64", multi); err != nil {
+		t.Fatalf("pull of the clean platform: %v\n%s", err, out)
+	}
+}
+
+// seedIndex writes a manifest list into the registry: one image per
+// architecture, each of one layer tar.
+func (g *gate) seedIndex(t *testing.T, ref string, layers map[string]string) {
+	t.Helper()
+	var idx v1.ImageIndex = empty.Index
+	for arch, tarPath := range layers {
+		layer, err := tarball.LayerFromFile(tarPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: arch, RootFS: v1.RootFS{Type: "layers"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatalf("seed %s: %v", ref, err)
+	}
 }
 
 // TestArrivalScanning: images are scanned as they arrive, without any
