@@ -221,6 +221,7 @@ func TestGates(t *testing.T) {
 		{"service of an image in no readable place", nil, service("/services/create", "unreachable/new:1"), false,
 			[]string{"service of unreachable/new:1 denied: the image could not be scanned in its registry", "connection refused", "serve --registry-auth"}},
 		{"service, on_error allow", func(p *scoring.Policy) { p.OnError = scoring.OnErrorAllow }, service("/services/create", "unreachable/new:1"), true, nil},
+		{"service create with a rollback parameter", nil, service("/v1.41/services/create?rollback=previous", "reg/app:vuln"), false, []string{"service of reg/app:vuln denied"}},
 		{"service rollback to a failing image", nil, req("POST", "/v1.41/services/s-vuln/update?version=4&rollback=previous", `{}`), false, []string{"service of app:vuln denied"}},
 		{"service rollback to a clean image", nil, req("POST", "/v1.41/services/s-ok/update?rollback=previous", `{}`), true, nil},
 		{"service rollback without a previous spec", nil, req("POST", "/v1.41/services/s-new/update?rollback=previous", `{}`), true, nil},

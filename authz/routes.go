@@ -162,7 +162,7 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 			return nil, err
 		}
 	case ActCreate:
-		if err := c.containerCreate(headers, body); err != nil {
+		if err := c.containerCreate(body); err != nil {
 			return nil, err
 		}
 	case ActService:
@@ -239,7 +239,7 @@ func (c *Call) imageCreate() error {
 	return nil
 }
 
-func (c *Call) containerCreate(headers map[string]string, body []byte) error {
+func (c *Call) containerCreate(body []byte) error {
 	img, err := bodyString(body, "container create", "Image")
 	if err != nil {
 		return err
@@ -252,19 +252,21 @@ func (c *Call) containerCreate(headers map[string]string, body []byte) error {
 // rollback restores the previous spec, which the gate asks the daemon
 // for; the daemon ignores the body then.
 func (c *Call) serviceSpec(body []byte) error {
-	if err := single(c.Query, "rollback"); err != nil {
-		return err
-	}
-	switch r := c.Query.Get("rollback"); r {
-	case "":
-	case "previous":
-		c.Rollback = true
-	default:
-		return malformed("service update with rollback=%q", r)
-	}
 	what := "service spec"
 	if c.Name != "" {
+		// Only an update rolls back: a create ignores the parameter and
+		// runs the image of its body.
 		what = "service update of " + c.Name
+		if err := single(c.Query, "rollback"); err != nil {
+			return err
+		}
+		switch r := c.Query.Get("rollback"); r {
+		case "":
+		case "previous":
+			c.Rollback = true
+		default:
+			return malformed("service update with rollback=%q", r)
+		}
 	}
 	img, err := bodyString(body, what, "TaskTemplate", "ContainerSpec", "Image")
 	if err != nil && !c.Rollback {

@@ -67,6 +67,7 @@ func TestParse(t *testing.T) {
 		{"service update", "POST", "/v1.41/services/s1/update?version=12", nil, service, ActService, "reg/app:1@sha256:abc", false},
 		{"service update, encoded", "POST", "/v1.41/%73ervices/s1/%75pdate?version=12", nil, service, ActService, "reg/app:1@sha256:abc", false},
 		{"service rollback", "POST", "/v1.41/services/s1/update?version=12&rollback=previous", nil, []byte(`{}`), ActService, "", false},
+		{"service create with rollback", "POST", "/v1.41/services/create?rollback=previous", nil, service, ActService, "reg/app:1@sha256:abc", false},
 		{"service rollback, other value", "POST", "/v1.41/services/s1/update?rollback=next", nil, service, "", "", true},
 		{"service rollback, twice", "POST", "/v1.41/services/s1/update?rollback=previous&rollback=none", nil, service, "", "", true},
 		{"service without body", "POST", "/v1.41/services/create", nil, nil, "", "", true},

@@ -778,6 +778,12 @@ func TestServiceGate(t *testing.T) {
 
 	out, err := g.cli("service", "create", "--detach", "--name", "bad", vuln, "sleep", "300")
 	mustFail(t, "service create of a failing image", out, err, "service of "+vuln, "denied before its tasks run", "image score "+bionicScore)
+	// A create ignores a rollback parameter: the gate must too.
+	code, body := rawRequest(t, g.d.Sock, "POST /v1.41/services/create?rollback=previous", map[string]string{"Content-Type": "application/json"},
+		[]byte(`{"Name":"rb","TaskTemplate":{"ContainerSpec":{"Image":"`+vuln+`","Args":["sleep","300"]}}}`), false)
+	if code != http.StatusForbidden {
+		t.Fatalf("service create with a rollback parameter: %d %s", code, body)
+	}
 	if out, _ := g.cli("service", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Fatalf("a denied service exists: %s", out)
 	}
