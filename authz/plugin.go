@@ -207,6 +207,8 @@ var gates = map[Action]struct {
 	ActStart:  {scoring.ActionRun, (*Plugin).gateStart},
 	// A service runs containers: the run switch gates it.
 	ActService: {scoring.ActionRun, (*Plugin).gateService},
+	// A plugin install pulls an image.
+	ActPluginInstall: {scoring.ActionPull, (*Plugin).gatePluginInstall},
 }
 
 // AuthZReq decides a request before the daemon acts on it: wherever
@@ -230,40 +232,29 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		return p.respond(ctx, c, "request", start, decision{msg: fmt.Sprintf("divds: request refused: %v", err), reason: "malformed", err: err})
 	}
 	pol := p.Policy()
-	var d decision
-	if g, ok := gates[call.Action]; ok {
-		if !pol.Gated(g.on) {
-			return authorization.Response{Allow: true}
+	// Self-protection comes first, whichever gates are on: disabling,
+	// removing, reconfiguring or upgrading divds itself.
+	if call.Action == ActPluginAdmin || call.Action == ActPluginInstall && call.Name != "" {
+		if d := p.gatePluginAdmin(ctx, call, pol); !d.allow {
+			return p.respond(ctx, call, "request", start, d)
 		}
-		d = g.decide(p, ctx, call, pol)
-	} else if call.Action == ActPluginAdmin {
-		d = p.gatePluginAdmin(ctx, call, pol)
-		if d.allow {
-			return authorization.Response{Allow: true}
-		}
-	} else if call.Action == ActPluginInstall {
-		// An upgrade of divds itself is self-protection's to refuse,
-		// whichever gates are on.
-		if call.Name != "" {
-			if d = p.gatePluginAdmin(ctx, call, pol); !d.allow {
-				return p.respond(ctx, call, "request", start, d)
-			}
-		}
-		if !pol.Gated(scoring.ActionPull) {
-			return authorization.Response{Allow: true}
-		}
-		// A plugin's rootfs is an image that runs with the privileges
-		// the user grants it: it is scanned in its registry, before the
-		// daemon pulls it.
-		d = p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, "", pol)
-	} else {
+	}
+	g, ok := gates[call.Action]
+	if !ok || !pol.Gated(g.on) {
 		// Load, build, import, commit and tag bring images that the run
 		// gate checks before anything runs; auth, ping and the rest are
 		// not about images. None is audited, and /auth's body (which
 		// holds a password) is never read or logged.
 		return authorization.Response{Allow: true}
 	}
-	return p.respond(ctx, call, "request", start, d)
+	return p.respond(ctx, call, "request", start, g.decide(p, ctx, call, pol))
+}
+
+// gatePluginInstall decides a plugin install or upgrade. A plugin's
+// rootfs is an image that runs with the privileges the user grants it:
+// it is scanned in its registry, before the daemon pulls it.
+func (p *Plugin) gatePluginInstall(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	return p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, "", pol)
 }
 
 // AuthZRes sees the daemon's answer. Only a pull is acted on: its image
