@@ -252,29 +252,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	} else if _, ok := handle.Meta(); !ok {
 		log.Warn("no vulnerability database and --no-update: every gated action follows on_error until `divds-authz db update` runs")
 	}
-	// Reviews of the running containers: when dockerd (re)connects, a
-	// container starts, the database changes or the policy is reloaded. Occasions that come
-	// while one runs are merged into the next.
-	reviewCh := make(chan string, 1)
-	review := func(why string) {
-		select {
-		case reviewCh <- why:
-		default:
-		}
-	}
-	startedCh := make(chan string, 64)
-	started := func(id string) {
-		select {
-		case startedCh <- id:
-		default: // a burst of starts: review them all at once
-			review("containers started")
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.reviews(ctx, plugin, reviewCh, startedCh)
-	}()
+	review, started := a.startReviews(ctx, &wg, plugin)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -415,6 +393,35 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 			}
 		}
 	}
+}
+
+// startReviews starts the reviews of the running containers, and returns
+// how to ask for one: of all of them (when dockerd (re)connects, the
+// database changes or the policy is reloaded), or of a container that
+// started. Occasions that come while a review runs are merged into the
+// next.
+func (a *app) startReviews(ctx context.Context, wg *sync.WaitGroup, p *authz.Plugin) (review, started func(string)) {
+	reviewCh := make(chan string, 1)
+	review = func(why string) {
+		select {
+		case reviewCh <- why:
+		default:
+		}
+	}
+	startedCh := make(chan string, 64)
+	started = func(id string) {
+		select {
+		case startedCh <- id:
+		default: // a burst of starts: review them all at once
+			review("containers started")
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.reviews(ctx, p, reviewCh, startedCh)
+	}()
+	return review, started
 }
 
 // reviews runs a review of the running containers for each occasion
