@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -71,7 +72,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 	if err != nil {
 		return r, fmt.Errorf("list running containers: %w", err)
 	}
-	flagged := map[string]*Flagged{} // nil: checked, not failing (or stopped)
+	flagged := map[string]Flagged{} // failing and left running
 	var unknownErr error
 	for _, c := range list {
 		if err := ctx.Err(); err != nil {
@@ -87,11 +88,10 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 			continue
 		}
 		if !d.verdict.Exceeded {
-			flagged[c.ID] = nil
 			continue
 		}
 		r.Denied++
-		flagged[c.ID] = &Flagged{Container: c, Summary: d.verdict.Summary, At: start.UTC()}
+		flagged[c.ID] = Flagged{Container: c, Summary: d.verdict.Summary, At: start.UTC()}
 		rec := p.record(ctx, ActRunning, "review", start, d)
 		rec.Container, rec.Reason, rec.Decision = c.Name, why, "flagged"
 		if pol.Running == scoring.RunningStop && d.verdict.Verdict == scoring.Deny {
@@ -99,7 +99,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 				rec.Decision, rec.Error = "stop-failed", err.Error()
 			} else {
 				rec.Decision = "stopped"
-				flagged[c.ID] = nil
+				delete(flagged, c.ID)
 				r.Stopped++
 			}
 		}
@@ -125,7 +125,7 @@ func (p *Plugin) ContainerDied(id string) { p.setFlagged([]string{id}, nil) }
 
 // setFlagged records what a review found: with ids, about those
 // containers only; without, about all of them.
-func (p *Plugin) setFlagged(ids []string, found map[string]*Flagged) {
+func (p *Plugin) setFlagged(ids []string, found map[string]Flagged) {
 	p.flaggedMu.Lock()
 	defer p.flaggedMu.Unlock()
 	if ids == nil || p.flagged == nil {
@@ -134,11 +134,7 @@ func (p *Plugin) setFlagged(ids []string, found map[string]*Flagged) {
 	for _, id := range ids {
 		delete(p.flagged, id)
 	}
-	for id, f := range found {
-		if f != nil {
-			p.flagged[id] = *f
-		}
-	}
+	maps.Copy(p.flagged, found)
 	if p.opts.Metrics != nil {
 		p.opts.Metrics.runningDenied.Set(float64(len(p.flagged)))
 	}
