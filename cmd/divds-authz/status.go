@@ -128,24 +128,30 @@ func (a *app) printPluginStatus(st pluginStatus) {
 	fmt.Fprintf(tw, "Database:\t%s\n", db)
 	tw.Flush()
 
-	fmt.Fprintf(a.stdout, "\nQuarantined images: %d\n", len(st.Quarantined))
-	if len(st.Quarantined) > 0 {
-		tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "IMAGE ID\tPULLED AS\tSINCE\tWHY")
-		for _, q := range st.Quarantined {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", shortID(q.ImageID), joinRefs(q.Refs), q.At.Format(time.RFC3339), q.Summary)
-		}
-		tw.Flush()
+	var rows [][]string
+	for _, q := range st.Quarantined {
+		rows = append(rows, []string{shortID(q.ImageID), joinRefs(q.Refs), q.At.Format(time.RFC3339), q.Summary})
 	}
-	fmt.Fprintf(a.stdout, "\nRunning containers of denied images: %d\n", len(st.RunningDenied))
-	if len(st.RunningDenied) > 0 {
-		tw = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CONTAINER\tIMAGE\tFOUND\tWHY")
-		for _, f := range st.RunningDenied {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Image, f.At.Format(time.RFC3339), f.Summary)
-		}
-		tw.Flush()
+	a.printSection("Quarantined images", "IMAGE ID\tPULLED AS\tSINCE\tWHY", rows)
+	rows = nil
+	for _, f := range st.RunningDenied {
+		rows = append(rows, []string{f.Name, f.Image, f.At.Format(time.RFC3339), f.Summary})
 	}
+	a.printSection("Running containers of denied images", "CONTAINER\tIMAGE\tFOUND\tWHY", rows)
+}
+
+// printSection prints a titled count and, when there are rows, a table.
+func (a *app) printSection(title, header string, rows [][]string) {
+	fmt.Fprintf(a.stdout, "\n%s: %d\n", title, len(rows))
+	if len(rows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
 }
 
 func shortID(id string) string {

@@ -93,6 +93,16 @@ func (g *gate) seedRegistry(t *testing.T, layerTar, ref string) {
 	}
 }
 
+// seedBoth seeds the registry with the vulnerable image as bionic:vuln
+// and the clean one under cleanPath, and returns both references.
+func (g *gate) seedBoth(t *testing.T, cleanPath string) (vuln, clean string) {
+	t.Helper()
+	vuln, clean = g.reg.Addr+"/bionic:vuln", g.reg.Addr+cleanPath
+	g.seedRegistry(t, g.bionicTar(t), vuln)
+	g.seedRegistry(t, g.alpineTar(t), clean)
+	return vuln, clean
+}
+
 // bionicTar and alpineTar write (once per test) the layer tars of the
 // vulnerable and the clean image.
 func (g *gate) bionicTar(t *testing.T) string {
@@ -245,10 +255,7 @@ func TestPushGate(t *testing.T) {
 
 func TestPullGate(t *testing.T) {
 	g := startGate(t, "")
-	vuln := g.reg.Addr + "/bionic:vuln"
-	g.seedRegistry(t, g.bionicTar(t), vuln)
-	clean := g.reg.Addr + "/alpine-mini:3.7.3"
-	g.seedRegistry(t, g.alpineTar(t), clean)
+	vuln, clean := g.seedBoth(t, "/alpine-mini:3.7.3")
 
 	// The CLI reports a streamed pull as done: the deny comes after the
 	// layers. What counts is that the image is gone and cannot run.
@@ -424,8 +431,7 @@ func rawRequest(t *testing.T, sock, requestLine string, headers map[string]strin
 func TestBypassTable(t *testing.T) {
 	g := startGate(t, "")
 	host := g.reg.Addr
-	g.seedRegistry(t, g.bionicTar(t), host+"/bionic:vuln")
-	g.seedRegistry(t, g.alpineTar(t), host+"/clean:1")
+	g.seedBoth(t, "/clean:1")
 	g.importBionic(t, "bionic:local")
 	g.importAlpine(t, "clean:local")
 
@@ -687,10 +693,7 @@ func TestConcurrentPulls(t *testing.T) {
 // never lands. A clean image still pulls.
 func TestPullScanBefore(t *testing.T) {
 	g := startGate(t, "pull_scan: before\n")
-	vuln := g.reg.Addr + "/bionic:vuln"
-	g.seedRegistry(t, g.bionicTar(t), vuln)
-	clean := g.reg.Addr + "/clean:1"
-	g.seedRegistry(t, g.alpineTar(t), clean)
+	vuln, clean := g.seedBoth(t, "/clean:1")
 
 	out, err := g.cli("pull", vuln)
 	mustFail(t, "pull with pull_scan: before", out, err, "denied before the pull (scanned in its registry): image score "+bionicScore)
@@ -764,10 +767,7 @@ func TestArrivalScanning(t *testing.T) {
 // rollback by the image of the previous spec.
 func TestServiceGate(t *testing.T) {
 	g := startGate(t, "")
-	vuln := g.reg.Addr + "/bionic:vuln"
-	g.seedRegistry(t, g.bionicTar(t), vuln)
-	clean := g.reg.Addr + "/clean:1"
-	g.seedRegistry(t, g.alpineTar(t), clean)
+	vuln, clean := g.seedBoth(t, "/clean:1")
 	g.d.MustCLI(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
 	t.Cleanup(func() {
 		// Leaving the swarm stops its tasks now rather than at dockerd's
