@@ -537,13 +537,21 @@ func (p *Plugin) recheckQuarantine(ctx context.Context, action, ref string, q *Q
 func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Policy) decision {
 	ref := call.PullRef()
 	var images []ImageInfo
-	if call.Query.Get("tag") == "" && !strings.ContainsAny(refTail(ref), ":@") {
-		// A pull of a bare repository name: every tag it brought.
+	allTags := call.Query.Get("tag") == "" && !strings.ContainsAny(refTail(ref), ":@")
+	if allTags {
+		// A pull of a bare repository name: every tag it brought, each
+		// image once.
 		infos, err := p.opts.Daemon.Repo(ctx, ref)
 		if err != nil {
 			return p.daemonError(ctx, "pull", ref, pol, err)
 		}
-		images = infos
+		seen := map[string]bool{}
+		for _, info := range infos {
+			if !seen[info.ID] {
+				seen[info.ID] = true
+				images = append(images, info)
+			}
+		}
 	} else {
 		info, err := p.opts.Daemon.Inspect(ctx, ref)
 		if errors.Is(err, ErrNotFound) {
@@ -565,7 +573,8 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 			continue
 		}
 		refs := []string{shown}
-		if len(images) > 1 {
+		if allTags {
+			// Every tag of the repository that names this image.
 			refs = reposTags(img, ref)
 		}
 		var untagErrs []string
@@ -603,11 +612,16 @@ func refTail(ref string) string {
 }
 
 // reposTags lists an image's tags in the repository repo.
+// reposTags lists the tags of img in the repository repo, however
+// either is written ("app" and "docker.io/library/app:1" match).
 func reposTags(img ImageInfo, repo string) []string {
+	name, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil
+	}
 	var out []string
-	n := normalize(repo)
 	for _, t := range img.RepoTags {
-		if strings.HasPrefix(normalize(t), n+":") {
+		if n, err := reference.ParseNormalizedNamed(t); err == nil && n.Name() == name.Name() {
 			out = append(out, t)
 		}
 	}

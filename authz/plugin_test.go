@@ -381,3 +381,43 @@ func TestConcurrentRequestsScanOnce(t *testing.T) {
 		t.Fatalf("%d scans for one image", n)
 	}
 }
+
+// TestPullAllTagsRemovesEveryFailingTag: a pull of a bare repository
+// name brings every tag; each tag of a failing image goes, whether the
+// pull brought one image or several, and the clean ones stay.
+func TestPullAllTagsRemovesEveryFailingTag(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		images    map[string]ImageInfo
+		wantGone  []string
+		wantStays []string
+	}{
+		{"one image under two tags", map[string]ImageInfo{
+			"lib:1":      {ID: "sha256:vuln", RepoTags: []string{"lib:1", "lib:latest"}},
+			"lib:latest": {ID: "sha256:vuln", RepoTags: []string{"lib:1", "lib:latest"}},
+		}, []string{"lib:1", "lib:latest"}, nil},
+		{"a failing and a clean image", map[string]ImageInfo{
+			"lib:1":  {ID: "sha256:vuln", RepoTags: []string{"lib:1", "other:keep"}},
+			"lib:ok": {ID: "sha256:ok", RepoTags: []string{"lib:ok"}},
+		}, []string{"lib:1"}, []string{"lib:ok"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var scans atomic.Int32
+			d := &fakeDaemon{images: tt.images}
+			p, _ := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+			if res := p.AuthZRes(req("POST", "/v1.41/images/create?fromImage=lib", "")); res.Allow {
+				t.Fatal("the failing image was allowed")
+			}
+			for _, r := range tt.wantGone {
+				if !slices.Contains(d.untags, r) {
+					t.Errorf("%s was not removed (untags %v)", r, d.untags)
+				}
+			}
+			for _, r := range append(tt.wantStays, "other:keep") {
+				if slices.Contains(d.untags, r) {
+					t.Errorf("%s was removed", r)
+				}
+			}
+		})
+	}
+}

@@ -279,6 +279,22 @@ func TestPullGate(t *testing.T) {
 	if out, err := g.cli("run", "--rm", "--network", "none", clean, "/bin/true"); err != nil {
 		t.Fatalf("run of the clean image: %v\n%s", err, out)
 	}
+
+	// docker pull --all-tags: every tag of the failing image goes, the
+	// clean tag stays.
+	repo := g.reg.Addr + "/alltags"
+	g.seedRegistry(t, g.bionicTar(t), repo+":v1")
+	g.seedRegistry(t, g.bionicTar(t), repo+":v2")
+	g.seedRegistry(t, g.alpineTar(t), repo+":ok")
+	g.cli("pull", "--all-tags", repo)
+	for _, tag := range []string{"v1", "v2"} {
+		if g.present(repo + ":" + tag) {
+			t.Errorf("%s:%s is still present after an all-tags pull", repo, tag)
+		}
+	}
+	if !g.present(repo + ":ok") {
+		t.Error("the clean tag of an all-tags pull was removed")
+	}
 }
 
 // approveUntilUnder returns a whitelist that approves the heaviest CVEs
