@@ -221,33 +221,47 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		return authorization.Response{Allow: true}
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
-	defer cancel()
-	ctx = context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1)))
 	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, req.RequestBody)
 	if err != nil {
+		ctx, cancel := p.requestContext(start)
+		defer cancel()
 		// Never echo the URI of /auth: the path alone is safe, the rest
 		// is not logged.
 		c := &Call{Action: ActOther}
 		return p.respond(ctx, c, "request", start, decision{msg: fmt.Sprintf("divds: request refused: %v", err), reason: "malformed", err: err})
 	}
 	pol := p.Policy()
+	selfProtected := call.Action == ActPluginAdmin || call.Action == ActPluginInstall && call.Name != ""
+	g, gated := gates[call.Action]
+	gated = gated && pol.Gated(g.on)
+	if !selfProtected && !gated {
+		// Load, build, import, commit and tag bring images that the run
+		// gate checks before anything runs; exec, attach, auth, ping and
+		// the rest are not about images. None is audited, and /auth's
+		// body (which holds a password) is never read or logged.
+		return authorization.Response{Allow: true}
+	}
+	ctx, cancel := p.requestContext(start)
+	defer cancel()
 	// Self-protection comes first, whichever gates are on: disabling,
 	// removing, reconfiguring or upgrading divds itself.
-	if call.Action == ActPluginAdmin || call.Action == ActPluginInstall && call.Name != "" {
+	if selfProtected {
 		if d := p.gatePluginAdmin(ctx, call, pol); !d.allow {
 			return p.respond(ctx, call, "request", start, d)
 		}
 	}
-	g, ok := gates[call.Action]
-	if !ok || !pol.Gated(g.on) {
-		// Load, build, import, commit and tag bring images that the run
-		// gate checks before anything runs; auth, ping and the rest are
-		// not about images. None is audited, and /auth's body (which
-		// holds a password) is never read or logged.
+	if !gated {
 		return authorization.Response{Allow: true}
 	}
 	return p.respond(ctx, call, "request", start, g.decide(p, ctx, call, pol))
+}
+
+// requestContext bounds a decision's calls into the daemon and scans, and
+// carries the request ID of its audit record. Only requests a gate
+// decides pay for it.
+func (p *Plugin) requestContext(start time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	return context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1))), cancel
 }
 
 // gatePluginInstall decides a plugin install or upgrade. A plugin's
@@ -278,9 +292,8 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	if !pol.Gated(scoring.ActionPull) {
 		return authorization.Response{Allow: true}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	ctx, cancel := p.requestContext(start)
 	defer cancel()
-	ctx = context.WithValue(ctx, ctxKey{}, fmt.Sprintf("%x-%d", start.UnixNano(), p.seq.Add(1)))
 	return p.respond(ctx, call, "response", start, p.gatePullAfter(ctx, call, pol))
 }
 
