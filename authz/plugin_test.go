@@ -421,3 +421,32 @@ func TestPullAllTagsRemovesEveryFailingTag(t *testing.T) {
 		})
 	}
 }
+
+// TestWhitelistExpiryEndsCachedVerdict: a verdict that an expiring
+// whitelist entry allowed must not outlive the entry in the cache.
+func TestWhitelistExpiryEndsCachedVerdict(t *testing.T) {
+	pol := scoring.Default()
+	day := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 30; i++ {
+		pol.Whitelist = append(pol.Whitelist, scoring.Entry{ID: fmt.Sprintf("CVE-2019-%04d", i), Expires: day})
+	}
+	var scans atomic.Int32
+	p, _ := newPlugin(t, pol, images(), fakeDB{}, &scans)
+	create := req("POST", "/containers/create", `{"Image":"app:vuln"}`)
+	for _, tt := range []struct {
+		now   time.Time
+		allow bool
+	}{
+		{day.Add(-time.Hour), true},
+		{day.Add(23 * time.Hour), true}, // the expiry day is the last good day
+		{day.Add(25 * time.Hour), false},
+	} {
+		p.opts.Verdicts.now = func() time.Time { return tt.now }
+		if res := p.AuthZReq(create); res.Allow != tt.allow {
+			t.Fatalf("at %s: allow %v, want %v (%s)", tt.now, res.Allow, tt.allow, res.Msg)
+		}
+	}
+	if n := scans.Load(); n != 1 {
+		t.Fatalf("%d scans: the report is reused, only the verdict is recomputed", n)
+	}
+}

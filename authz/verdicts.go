@@ -53,6 +53,9 @@ type Verdict struct {
 	Top          []string        `json:"top,omitempty"`
 	Sample       bool            `json:"sample,omitempty"`
 	At           time.Time       `json:"at"`
+	// ValidUntil is when a whitelist entry it counted lapses (zero:
+	// never); the cache does not answer with it from then on.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// Cached is set when the verdict came from the cache.
 	Cached bool `json:"-"`
 }
@@ -121,21 +124,22 @@ func (v *Verdicts) Cached(id string, rev uint64, digest string) *Verdict {
 	v.mu.RLock()
 	vd := v.mem[key]
 	v.mu.RUnlock()
-	if vd != nil {
-		c := *vd
-		c.Cached = true
-		return &c
-	}
-	var stored Verdict
-	if v.get(bucketVerdicts, key, &stored) {
+	if vd == nil {
+		var stored Verdict
+		if !v.get(bucketVerdicts, key, &stored) {
+			return nil
+		}
+		vd = &stored
 		v.mu.Lock()
-		v.mem[key] = &stored
+		v.mem[key] = vd
 		v.mu.Unlock()
-		c := stored
-		c.Cached = true
-		return &c
 	}
-	return nil
+	if !vd.ValidUntil.IsZero() && !v.now().Before(vd.ValidUntil) {
+		return nil // an approval it counted has lapsed: evaluate again
+	}
+	c := *vd
+	c.Cached = true
+	return &c
 }
 
 // Get returns the verdict for an image under the current database
@@ -196,6 +200,7 @@ func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scor
 		ImageID: id, Revision: rev, PolicyDigest: digest, Verdict: res.Verdict, Exceeded: res.Exceeded,
 		Mode: res.Mode, Score: res.Score, Threshold: res.Threshold, Summary: res.Summary(),
 		Counts: r.Evaluation.Counts, Approved: res.Counts.ApprovedTotal(), Sample: rep.Database.Sample, At: now.UTC(),
+		ValidUntil: pol.NextLapse(now),
 	}
 	for _, f := range res.Findings {
 		if len(vd.Top) == 5 {

@@ -345,3 +345,22 @@ func TestDigestStable(t *testing.T) {
 		t.Fatal("a changed threshold must change the digest")
 	}
 }
+
+func TestNextLapse(t *testing.T) {
+	d := func(s string) time.Time { t, _ := time.Parse(time.DateOnly, s); return t }
+	pol := Default()
+	pol.Whitelist = []Entry{{ID: "CVE-1", Expires: d("2027-03-01")}, {ID: "CVE-2", Expires: d("2027-02-01")}, {ID: "CVE-3"}}
+	for _, tt := range []struct {
+		now  time.Time
+		want time.Time
+	}{
+		{d("2027-01-15"), d("2027-02-02")},                     // the earlier entry lapses first
+		{d("2027-02-01").Add(23 * time.Hour), d("2027-02-02")}, // still good on its last day
+		{d("2027-02-02"), d("2027-03-02")},                     // lapsed: the next one
+		{d("2027-03-02"), time.Time{}},                         // none left to lapse
+	} {
+		if got := pol.NextLapse(tt.now); !got.Equal(tt.want) {
+			t.Errorf("at %s: %s, want %s", tt.now, got, tt.want)
+		}
+	}
+}

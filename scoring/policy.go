@@ -232,6 +232,22 @@ func (p *Policy) Expired(now time.Time) []Entry {
 	return out
 }
 
+// NextLapse is when the next whitelist entry in force lapses, after now;
+// zero when none will. An evaluation made now holds until then: a cached
+// verdict must not outlive the approvals it counted.
+func (p *Policy) NextLapse(now time.Time) time.Time {
+	var next time.Time
+	for _, e := range p.Whitelist {
+		if e.Expires.IsZero() || e.expired(now) {
+			continue
+		}
+		if at := e.Expires.AddDate(0, 0, 1); next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next
+}
+
 func (e Entry) expired(now time.Time) bool {
 	// The entry is good through its expiry day, in UTC.
 	return !e.Expires.IsZero() && !now.UTC().Before(e.Expires.AddDate(0, 0, 1))
