@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/divds-authz
-td=${DIVDS_TESTDATA:-../shared/testdata}
+td=${DIVDS_TESTDATA:-testdata}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rows=()

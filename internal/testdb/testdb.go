@@ -1,4 +1,4 @@
-// Package testdb builds vulnerability databases from the shared Clair
+// Package testdb builds vulnerability databases from the Clair
 // bundles for tests and benchmarks.
 package testdb
 
@@ -12,7 +12,7 @@ import (
 	"github.com/divds/divds/scanner/vulnstore"
 )
 
-// Import imports the named bundles of ../shared/testdata/bundles into
+// Import imports the named bundles of testdata/bundles into
 // the state directory dir, one update each.
 func Import(tb testing.TB, dir string, bundles ...string) {
 	tb.Helper()
