@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,7 +58,18 @@ func TestKillDuringUpdate(t *testing.T) {
 		t.Fatalf("timing import: %v\n%s", err, out)
 	}
 	span := time.Since(start)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	// The kill points are random; the seed is logged so that a failure
+	// can be replayed with DIVDS_CRASH_SEED.
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DIVDS_CRASH_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DIVDS_CRASH_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("kill points from seed %d (replay: DIVDS_CRASH_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	completed := 0
 	for i := range 20 {
 		cmd := cli("--state-dir", state, "db", "import", bionic)
