@@ -2,8 +2,10 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,8 +39,9 @@ type Daemon interface {
 	// Untag removes one reference (forcing, as a pull's result must go);
 	// the image is deleted when nothing else holds it.
 	Untag(ctx context.Context, ref string) error
-	// ContainerImage returns the image ID a container was created from.
-	ContainerImage(ctx context.Context, container string) (string, error)
+	// Container resolves a container name, ID, ID prefix or link alias
+	// as the daemon does, with the image it runs (ErrNotFound when none).
+	Container(ctx context.Context, name string) (Container, error)
 	// PluginName returns the name of the managed plugin a name, ID or ID
 	// prefix refers to (ErrNotFound when none).
 	PluginName(ctx context.Context, ref string) (string, error)
@@ -47,6 +50,8 @@ type Daemon interface {
 	RunningContainers(ctx context.Context, ids ...string) ([]Container, error)
 	// StopContainer stops a container as docker stop does.
 	StopContainer(ctx context.Context, id string) error
+	// RemoveContainer removes a container by force, as docker rm -f does.
+	RemoveContainer(ctx context.Context, id string) error
 	// PreviousServiceImage returns the image of a swarm service's
 	// previous spec, which a rollback restores (ErrNotFound when the
 	// service or its previous spec does not exist).
@@ -209,6 +214,27 @@ var gates = map[Action]struct {
 	ActService: {scoring.ActionRun, (*Plugin).gateService},
 	// A plugin install pulls an image.
 	ActPluginInstall: {scoring.ActionPull, (*Plugin).gatePluginInstall},
+	// An exec runs new processes of the container's image.
+	ActExec: {scoring.ActionRun, (*Plugin).gateExec},
+}
+
+// refusals are actions refused outright unless a policy key allows them,
+// whichever gates are on and in every mode: each brings in or runs an
+// image that no gate can see. allowed reports the policy's switch; key
+// names it in the deny message.
+var refusals = map[Action]struct {
+	key     string
+	allowed func(*scoring.Policy) bool
+	why     string
+}{
+	ActUnknown: {"", func(*scoring.Policy) bool { return false },
+		"the route is unknown to divds, and its last segment names an action that can bring in, run or ship an image"},
+	ActPluginCreate: {"allow_plugin_admin", func(p *scoring.Policy) bool { return p.AllowPluginAdmin },
+		"a plugin created from a local rootfs (sent as a tar the plugin never sees) runs unscanned"},
+	ActSwarmJoin: {"allow_swarm_join", func(p *scoring.Policy) bool { return p.AllowSwarmJoin },
+		"a swarm node runs the tasks any manager of the swarm accepts, and a manager without divds accepts any image"},
+	ActBuild: {"allow_build", func(p *scoring.Policy) bool { return p.AllowBuild },
+		"this host must not build: a build's RUN steps execute base images no gate sees"},
 }
 
 // AuthZReq decides a request before the daemon acts on it: wherever
@@ -232,20 +258,24 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	}
 	pol := p.Policy()
 	selfProtected := call.Action == ActPluginAdmin || call.Action == ActPluginInstall && call.Name != ""
+	refusal, refusable := refusals[call.Action]
 	g, gated := gates[call.Action]
 	gated = gated && pol.Gated(g.on)
-	if !selfProtected && !gated {
-		// Load, build, import, commit and tag bring images that the run
-		// gate checks before anything runs; exec, attach, auth, ping and
-		// the rest are not about images. None is audited, and /auth's
-		// body (which holds a password) is never read or logged.
+	if !selfProtected && !gated && !refusable {
+		// Load, import, commit and tag bring images that the run gate
+		// checks before anything runs; attach, auth, ping and the rest
+		// are not about images. None is audited, and /auth's body (which
+		// holds a password) is never read or logged.
 		return authorization.Response{Allow: true}
 	}
 	ctx, cancel := p.requestContext(start)
 	defer cancel()
-	// Self-protection comes first, whichever gates are on: disabling,
-	// removing, reconfiguring or upgrading divds itself.
-	if selfProtected {
+	switch {
+	case refusable:
+		return p.respond(ctx, call, "request", start, p.refuse(call, pol, refusal.key, refusal.allowed(pol), refusal.why))
+	case selfProtected:
+		// Self-protection comes first, whichever gates are on: disabling,
+		// removing, reconfiguring or upgrading divds itself.
 		if d := p.gatePluginAdmin(ctx, call, pol); !d.allow {
 			return p.respond(ctx, call, "request", start, d)
 		}
@@ -254,6 +284,20 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 		return authorization.Response{Allow: true}
 	}
 	return p.respond(ctx, call, "request", start, g.decide(p, ctx, call, pol))
+}
+
+// refuse answers an action of the refusals table: allowed when the
+// policy's key allows it, refused otherwise, audited either way.
+func (p *Plugin) refuse(call *Call, pol *scoring.Policy, key string, allowed bool, why string) decision {
+	d := decision{allow: allowed, image: call.Name, reason: "policy: " + string(call.Action)}
+	if allowed {
+		return d
+	}
+	d.msg = fmt.Sprintf("divds: %s %s refused: %s", call.Method, call.Path, why)
+	if key != "" {
+		d.msg += fmt.Sprintf("; set %s: true in %s and reload to allow it", key, p.opts.PolicyPath)
+	}
+	return d
 }
 
 // requestContext bounds a decision's calls into the daemon and scans, and
@@ -271,30 +315,85 @@ func (p *Plugin) gatePluginInstall(ctx context.Context, call *Call, pol *scoring
 	return p.remoteVerdict(ctx, "plugin install", "before the pull", call.Image, "", pol)
 }
 
-// AuthZRes sees the daemon's answer. Only a pull is acted on: its image
-// is scanned, and removed if it fails.
+// AuthZRes sees the daemon's answer. A pull's image is scanned, and
+// removed if it fails. A container create is decided again by what the
+// daemon created: the image ID the new container runs.
 func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	if !strings.EqualFold(req.RequestMethod, "POST") {
 		return authorization.Response{Allow: true}
 	}
 	start := time.Now()
-	// Only a pull is acted on here, and it has no body: parsing without
-	// one spares decoding every container create's JSON a second time.
-	call, err := Parse(req.RequestMethod, req.RequestURI, req.RequestHeaders, nil)
-	// A streamed pull reaches here with status 0 (the daemon resets the
-	// recorded status when it flushes), whether it succeeded or not: what
-	// arrived is checked either way. A status of 300 or more is a failed
-	// pull, which brought nothing.
-	if err != nil || call.Action != ActPull || req.ResponseStatusCode >= 300 {
+	// The request phase refused what does not parse; the body is not
+	// needed here, so a create's JSON is not decoded a second time.
+	call, err := parseRoute(req.RequestMethod, req.RequestURI)
+	if err != nil {
 		return authorization.Response{Allow: true}
 	}
+	var decide func(context.Context, *Call, *scoring.Policy) decision
+	switch call.Action {
+	case ActCreate:
+		// Only a create that happened names a container.
+		if req.ResponseStatusCode != http.StatusCreated {
+			return authorization.Response{Allow: true}
+		}
+		decide = func(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+			return p.verifyCreate(ctx, call, req.ResponseBody, pol)
+		}
+	case ActPull:
+		// A streamed pull reaches here with status 0 (the daemon resets
+		// the recorded status when it flushes), whether it succeeded or
+		// not: what arrived is checked either way. A status of 300 or
+		// more is a failed pull, which brought nothing.
+		if call.imageCreate() != nil || call.Action != ActPull || req.ResponseStatusCode >= 300 {
+			return authorization.Response{Allow: true}
+		}
+		decide = p.gatePullAfter
+	default:
+		return authorization.Response{Allow: true}
+	}
+	g := gates[call.Action]
 	pol := p.Policy()
-	if !pol.Gated(scoring.ActionPull) {
+	if !pol.Gated(g.on) {
 		return authorization.Response{Allow: true}
 	}
 	ctx, cancel := p.requestContext(start)
 	defer cancel()
-	return p.respond(ctx, call, "response", start, p.gatePullAfter(ctx, call, pol))
+	return p.respond(ctx, call, "response", start, decide(ctx, call, pol))
+}
+
+// verifyCreate decides a container create again by what the daemon
+// created. Between the request's check of a name and the daemon's create,
+// the name can be moved to another image, or an image absent at the
+// check can arrive: the response names the container, and the daemon
+// says which image ID it runs. A container that fails is removed; the
+// client gets the deny instead of its ID.
+func (p *Plugin) verifyCreate(ctx context.Context, call *Call, body []byte, pol *scoring.Policy) decision {
+	var created struct {
+		ID string `json:"Id"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil || created.ID == "" {
+		// Which container was made cannot be told: the start gate, which
+		// decides by the container's image ID, still stands before it.
+		return decision{image: call.Image, reason: "create response unreadable", err: err,
+			msg: "run denied: divds could not read which container the daemon created; it will not start unless its image passes"}
+	}
+	c, err := p.opts.Daemon.Container(ctx, created.ID)
+	var d decision
+	if err != nil {
+		d = p.daemonError(ctx, "run", call.Image, pol, err)
+	} else {
+		d = p.verdictFor(ctx, "run", containerRef(c), c.ImageID, pol)
+	}
+	if d.allow {
+		return d
+	}
+	d.reason = "removed after create"
+	if err := p.opts.Daemon.RemoveContainer(ctx, created.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		d.reason = "denied after create; removal failed: " + err.Error()
+		return d
+	}
+	d.msg += ". The container was removed"
+	return d
 }
 
 // digestOf returns pol's digest, from the load when pol is the policy in
@@ -668,17 +767,36 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 
 // gateStart checks a container's image again when it starts: a container
 // created before DIVDS was enabled, or under mode: audit, must not run an
-// image the policy now denies.
+// image the policy now denies. The daemon resolves the name (an ID, a
+// prefix, a name or a link alias); the verdict is that of the image ID
+// the container runs, whatever its image name now points to.
 func (p *Plugin) gateStart(ctx context.Context, call *Call, pol *scoring.Policy) decision {
-	what := "container " + call.Name
-	id, err := p.opts.Daemon.ContainerImage(ctx, call.Name)
+	return p.containerVerdict(ctx, "run", call, pol)
+}
+
+// gateExec refuses new processes in a container whose image fails.
+func (p *Plugin) gateExec(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+	return p.containerVerdict(ctx, "exec", call, pol)
+}
+
+func (p *Plugin) containerVerdict(ctx context.Context, action string, call *Call, pol *scoring.Policy) decision {
+	c, err := p.opts.Daemon.Container(ctx, call.Name)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return decision{allow: true, image: what, reason: "no such container"}
+		return decision{allow: true, image: "container " + call.Name, reason: "no such container"}
 	case err != nil:
-		return p.daemonError(ctx, "run", what, pol, err)
+		return p.daemonError(ctx, action, "container "+call.Name, pol, err)
 	}
-	return p.verdictFor(ctx, "run", what, id, pol)
+	return p.verdictFor(ctx, action, containerRef(c), c.ImageID, pol)
+}
+
+// containerRef is how a container's image is named in verdicts and
+// audit records: the image reference it was created from, else its ID.
+func containerRef(c Container) string {
+	if c.Image != "" && !strings.HasPrefix(c.Image, "sha256:") {
+		return c.Image
+	}
+	return c.ImageID
 }
 
 // gatePluginAdmin refuses disabling, removing, reconfiguring or

@@ -25,6 +25,7 @@ type fakeDaemon struct {
 	failing error
 	running []Container
 	stopped []string
+	removed []string
 }
 
 func (d *fakeDaemon) RunningContainers(_ context.Context, ids ...string) ([]Container, error) {
@@ -52,6 +53,13 @@ func (d *fakeDaemon) StopContainer(_ context.Context, id string) error {
 	return nil
 }
 
+func (d *fakeDaemon) RemoveContainer(_ context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removed = append(d.removed, id)
+	return nil
+}
+
 func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -76,14 +84,14 @@ func (d *fakeDaemon) Repo(_ context.Context, repo string) ([]ImageInfo, error) {
 	return out, nil
 }
 
-func (d *fakeDaemon) ContainerImage(_ context.Context, id string) (string, error) {
-	switch id {
-	case "oldvuln":
-		return "sha256:vuln", nil
+func (d *fakeDaemon) Container(_ context.Context, name string) (Container, error) {
+	switch name {
+	case "oldvuln", "web/oldvuln":
+		return Container{ID: "c-oldvuln", Name: "oldvuln", Image: "app:vuln", ImageID: "sha256:vuln"}, nil
 	case "oldok":
-		return "sha256:ok", nil
+		return Container{ID: "c-oldok", Name: "oldok", Image: "app:ok", ImageID: "sha256:ok"}, nil
 	}
-	return "", fmt.Errorf("%w: container %s", ErrNotFound, id)
+	return Container{}, fmt.Errorf("%w: container %s", ErrNotFound, name)
 }
 
 func (d *fakeDaemon) PluginName(_ context.Context, ref string) (string, error) {
@@ -195,7 +203,23 @@ func TestGates(t *testing.T) {
 		{"push gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/images/app/push?tag=vuln", ""), true, nil},
 		{"run vulnerable", nil, req("POST", "/containers/create", `{"Image":"app:vuln"}`), false, []string{"run of app:vuln denied: image score 238.50"}},
 		{"run clean", nil, req("POST", "/containers/create", `{"Image":"app:ok"}`), true, nil},
-		{"start of an old container of a failing image", nil, req("POST", "/v1.41/containers/oldvuln/start", ""), false, []string{"run of container oldvuln denied: image score"}},
+		{"start of an old container of a failing image", nil, req("POST", "/v1.41/containers/oldvuln/start", ""), false, []string{"run of app:vuln denied: image score"}},
+		{"start through a link alias", nil, req("POST", "/v1.41/containers/web/oldvuln/start", ""), false, []string{"run of app:vuln denied"}},
+		{"exec in a container of a failing image", nil, req("POST", "/v1.41/containers/oldvuln/exec", `{"Cmd":["sh"]}`), false, []string{"exec of app:vuln denied: image score"}},
+		{"exec through a link alias", nil, req("POST", "/containers/web/oldvuln/exec", `{"Cmd":["sh"]}`), false, []string{"exec of app:vuln denied"}},
+		{"exec in a container of a clean image", nil, req("POST", "/containers/oldok/exec", `{"Cmd":["sh"]}`), true, nil},
+		{"exec, run gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionPull} }, req("POST", "/containers/oldvuln/exec", `{}`), true, nil},
+		{"unknown gated verb", nil, req("POST", "/v1.41/images/app/create", ""), false, []string{"refused", "route is unknown"}},
+		{"unknown gated verb, gates off", func(p *scoring.Policy) { p.Actions = nil }, req("PUT", "/v1.41/x/push", ""), false, []string{"refused"}},
+		{"swarm init", nil, req("POST", "/v1.41/swarm/init", `{}`), false, []string{"refused", "allow_swarm_join"}},
+		{"swarm join", nil, req("POST", "/swarm/join", `{}`), false, []string{"refused", "allow_swarm_join"}},
+		{"swarm join allowed", func(p *scoring.Policy) { p.AllowSwarmJoin = true }, req("POST", "/swarm/join", `{}`), true, nil},
+		{"swarm update", nil, req("POST", "/swarm/update?version=1", `{}`), true, nil},
+		{"plugin create", nil, req("POST", "/v1.41/plugins/create?name=p", ""), false, []string{"refused", "allow_plugin_admin"}},
+		{"plugin create allowed", func(p *scoring.Policy) { p.AllowPluginAdmin = true }, req("POST", "/plugins/create?name=p", ""), true, nil},
+		{"build", nil, req("POST", "/v1.41/build?t=x", ""), true, nil},
+		{"build refused", func(p *scoring.Policy) { p.AllowBuild = false }, req("POST", "/v1.41/build?t=x", ""), false, []string{"refused", "allow_build"}},
+		{"hash in the URI", nil, req("POST", "/images/create?fromSrc=-&#=&fromImage=app&tag=vuln", ""), false, []string{"request refused", "'#'"}},
 		{"start of an old container of a clean image", nil, req("POST", "/containers/oldok/start", ""), true, nil},
 		{"restart of an old container of a failing image", nil, req("POST", "/containers/oldvuln/restart", ""), false, []string{"denied"}},
 		{"start of no container", nil, req("POST", "/containers/nope/start", ""), true, nil},
@@ -448,5 +472,50 @@ func TestWhitelistExpiryEndsCachedVerdict(t *testing.T) {
 	}
 	if n := scans.Load(); n != 1 {
 		t.Fatalf("%d scans: the report is reused, only the verdict is recomputed", n)
+	}
+}
+
+// TestCreateVerifiedOnResponse: the request phase judged a name; the
+// response phase judges the image ID the daemon's new container runs, and
+// removes the container when it fails (the name may have moved between).
+func TestCreateVerifiedOnResponse(t *testing.T) {
+	created := func(body string, status int) authorization.Request {
+		r := req("POST", "/v1.41/containers/create?name=x", `{"Image":"app:ok"}`)
+		r.ResponseStatusCode, r.ResponseBody = status, []byte(body)
+		return r
+	}
+	tests := []struct {
+		name    string
+		r       authorization.Request
+		allow   bool
+		removed []string
+	}{
+		{"the container runs a failing image", created(`{"Id":"oldvuln","Warnings":[]}`, 201), false, []string{"oldvuln"}},
+		{"the container runs a clean image", created(`{"Id":"oldok","Warnings":[]}`, 201), true, nil},
+		{"the create failed", created(`{"message":"No such image"}`, 404), true, nil},
+		{"the response names no container", created(`{}`, 201), false, nil},
+		{"the response is not JSON", created(`<html>`, 201), false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := images()
+			var scans atomic.Int32
+			p, rec := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+			res := p.AuthZRes(tt.r)
+			if res.Allow != tt.allow {
+				t.Fatalf("allow %v, want %v (%s)", res.Allow, tt.allow, res.Msg)
+			}
+			if !slices.Equal(d.removed, tt.removed) {
+				t.Fatalf("removed %v, want %v", d.removed, tt.removed)
+			}
+			if !tt.allow && len(tt.removed) > 0 {
+				if !strings.Contains(res.Msg, "run of app:vuln denied") || !strings.Contains(res.Msg, "container was removed") {
+					t.Fatalf("message %q", res.Msg)
+				}
+				if r := rec.recs[len(rec.recs)-1]; r.Reason != "removed after create" || r.Phase != "response" || r.ImageID != "sha256:vuln" {
+					t.Fatalf("audit record %+v", r)
+				}
+			}
+		})
 	}
 }

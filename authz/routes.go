@@ -39,7 +39,19 @@ const (
 	ActService       Action = "service"
 	ActPluginAdmin   Action = "plugin-admin"
 	ActPluginInstall Action = "plugin-install"
-	ActOther         Action = "other"
+	// ActPluginCreate makes a plugin from a rootfs tar in the body, which
+	// the plugin is never sent: refused unless allow_plugin_admin.
+	ActPluginCreate Action = "plugin-create"
+	// ActExec runs a new process in a container, of the container's image.
+	ActExec Action = "exec"
+	// ActSwarmJoin makes this daemon run the tasks of services that other
+	// managers, maybe without DIVDS, accept: swarm init and join.
+	ActSwarmJoin Action = "swarm-join"
+	// ActUnknown is a POST or PUT whose last segment is a verb that can
+	// bring in, run or ship an image, on a path no route knows: refused,
+	// since the daemon may know a route the table does not.
+	ActUnknown Action = "unknown"
+	ActOther   Action = "other"
 )
 
 // route maps a method and a decoded, version-less path to an action.
@@ -51,12 +63,16 @@ type route struct {
 	action  Action
 }
 
+// Names are matched as dockerd's router matches them: container routes
+// take {name:.*} (a link alias such as "web/db" names the linked
+// container), image and plugin routes likewise.
 var routes = []route{
 	{[]string{"POST"}, regexp.MustCompile(`^/images/create$`), ActPull}, // or import: see Parse
 	{[]string{"POST"}, regexp.MustCompile(`^/images/(?P<name>.+)/push$`), ActPush},
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/create$`), ActCreate},
 	// restart starts a stopped container too.
-	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>[^/]+)/(start|restart)$`), ActStart},
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/(start|restart)$`), ActStart},
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/exec$`), ActExec},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/load$`), ActLoad},
 	{[]string{"POST"}, regexp.MustCompile(`^/build$`), ActBuild},
 	{[]string{"POST"}, regexp.MustCompile(`^/commit$`), ActCommit},
@@ -67,11 +83,33 @@ var routes = []route{
 	// never through /containers/create.
 	{[]string{"POST"}, regexp.MustCompile(`^/services/create$`), ActService},
 	{[]string{"POST"}, regexp.MustCompile(`^/services/(?P<name>[^/]+)/update$`), ActService},
+	{[]string{"POST"}, regexp.MustCompile(`^/swarm/(init|join)$`), ActSwarmJoin},
 	// Installing or upgrading a plugin pulls its rootfs from a registry.
 	{[]string{"POST"}, regexp.MustCompile(`^/plugins/pull$`), ActPluginInstall},
 	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/upgrade$`), ActPluginInstall},
+	{[]string{"POST"}, regexp.MustCompile(`^/plugins/create$`), ActPluginCreate},
 	{[]string{"POST"}, regexp.MustCompile(`^/plugins/(?P<name>.+)/(disable|set)$`), ActPluginAdmin},
 	{[]string{"DELETE"}, regexp.MustCompile(`^/plugins/(?P<name>.+)$`), ActPluginAdmin},
+	// Routes that end in a gated verb and bring, run or ship no image:
+	// named so that they are not taken for unknown ones. An exec
+	// instance's start runs what its create (gated) set up; a container's
+	// update changes resources and restart policy, not its image.
+	{[]string{"POST"}, regexp.MustCompile(`^/(networks|volumes|secrets|configs)/create$`), ActOther},
+	{[]string{"POST"}, regexp.MustCompile(`^/(secrets|configs|nodes)/[^/]+/update$`), ActOther},
+	{[]string{"POST"}, regexp.MustCompile(`^/swarm/update$`), ActOther},
+	{[]string{"POST"}, regexp.MustCompile(`^/exec/[^/]+/start$`), ActOther},
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/.+/update$`), ActOther},
+	// A managed plugin's enable and push act on a rootfs already on this
+	// host, which came through a gated install or a refused create.
+	{[]string{"POST"}, regexp.MustCompile(`^/plugins/.+/(enable|push)$`), ActOther},
+}
+
+// gatedVerbs are the last path segments of the routes that can bring in,
+// run or ship an image. A POST or PUT ending in one on a path the table
+// does not know is refused (ActUnknown).
+var gatedVerbs = map[string]bool{
+	"create": true, "start": true, "restart": true, "push": true, "exec": true, "update": true,
+	"commit": true, "enable": true, "upgrade": true, "pull": true, "init": true, "join": true,
 }
 
 // versionPrefix is the API version the daemon's router accepts before a
@@ -112,37 +150,11 @@ func malformed(format string, args ...any) error {
 // any order or repeated. It is parsed with net/url and matched on the
 // decoded, cleaned path, the way the daemon's router sees it.
 func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call, error) {
-	if method == "" || rawURI == "" {
-		return nil, malformed("empty method or URI")
-	}
-	u, err := url.Parse(rawURI)
+	c, err := parseRoute(method, rawURI)
 	if err != nil {
-		return nil, malformed("URI %q: %v", rawURI, err)
+		return nil, err
 	}
-	p := u.Path
-	if p == "" {
-		p = "/"
-	}
-	p = versionPrefix.ReplaceAllString(path.Clean("/"+p), "/")
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return nil, malformed("query of %q: %v", rawURI, err)
-	}
-	c := &Call{Action: ActOther, Method: strings.ToUpper(method), Path: p, Query: q}
-	for _, r := range routes {
-		if !contains(r.methods, c.Method) {
-			continue
-		}
-		m := r.pattern.FindStringSubmatch(p)
-		if m == nil {
-			continue
-		}
-		c.Action = r.action
-		if i := r.pattern.SubexpIndex("name"); i > 0 {
-			c.Name = m[i]
-		}
-		break
-	}
+	p, q := c.Path, c.Query
 	switch c.Action {
 	case ActPull, ActPush, ActService, ActPluginInstall:
 		// The daemon puts a form body's values ahead of the query's, and
@@ -176,6 +188,63 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 		if c.Image = q.Get("remote"); strings.TrimSpace(c.Image) == "" {
 			return nil, malformed("plugin install or upgrade without a remote reference")
 		}
+	}
+	return c, nil
+}
+
+// parseRoute reads the method and URI as dockerd does and names the
+// route, without looking at the body (the response phase has none).
+//
+// dockerd's HTTP server reads the request line with url.ParseRequestURI,
+// where a '#' does not start a fragment but stays in the query, while
+// url.Parse would cut the query there: "fromSrc=-&#=&fromImage=x" is an
+// import to one and a pull to the other. A URI that the two parsers, or
+// the daemon's router and this table, could read differently is refused:
+// a '#', control characters, spaces, a raw ';' in the query.
+func parseRoute(method, rawURI string) (*Call, error) {
+	if method == "" || rawURI == "" {
+		return nil, malformed("empty method or URI")
+	}
+	for i := 0; i < len(rawURI); i++ {
+		switch b := rawURI[i]; {
+		case b == '#':
+			return nil, malformed("URI with a '#', which the daemon keeps in the query")
+		case b < 0x21 || b == 0x7f:
+			return nil, malformed("URI with the control or space byte %#02x", b)
+		}
+	}
+	u, err := url.ParseRequestURI(rawURI)
+	if err != nil {
+		return nil, malformed("URI %q: %v", rawURI, err)
+	}
+	p := u.Path
+	if p == "" {
+		p = "/"
+	}
+	p = versionPrefix.ReplaceAllString(path.Clean("/"+p), "/")
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, malformed("query of %q: %v", rawURI, err)
+	}
+	c := &Call{Action: ActOther, Method: strings.ToUpper(method), Path: p, Query: q}
+	matched := false
+	for _, r := range routes {
+		if !contains(r.methods, c.Method) {
+			continue
+		}
+		m := r.pattern.FindStringSubmatch(p)
+		if m == nil {
+			continue
+		}
+		matched = true
+		c.Action = r.action
+		if i := r.pattern.SubexpIndex("name"); i > 0 {
+			c.Name = m[i]
+		}
+		break
+	}
+	if !matched && (c.Method == "POST" || c.Method == "PUT") && gatedVerbs[path.Base(p)] {
+		c.Action = ActUnknown
 	}
 	return c, nil
 }
@@ -233,8 +302,14 @@ func (c *Call) imageCreate() error {
 		return malformed("image create with both fromImage and fromSrc")
 	case src != "":
 		c.Action = ActImport
+		return nil
 	case from == "":
 		return malformed("image create without fromImage or fromSrc")
+	}
+	// A reference the gate cannot read the daemon's way is refused before
+	// the pull: after it, the gate could not tell what arrived.
+	if _, err := pullReference(from, c.Query.Get("tag")); err != nil {
+		return malformed("pull of %q (tag %q): %v", from, c.Query.Get("tag"), err)
 	}
 	return nil
 }
@@ -349,35 +424,58 @@ func member(obj json.RawMessage, key string) (json.RawMessage, error) {
 }
 
 // PullRef is the reference a pull asks for: fromImage and tag, combined
-// as the daemon combines them (see combineRef).
-func (c *Call) PullRef() string { return combineRef(c.Query.Get("fromImage"), c.Query.Get("tag")) }
+// as the daemon combines them (see pullReference).
+func (c *Call) PullRef() string {
+	from, tag := c.Query.Get("fromImage"), c.Query.Get("tag")
+	if ref, err := pullReference(from, tag); err == nil {
+		return ref
+	}
+	// Parse refuses such a pull; a Call built by hand gets the
+	// parameters as given.
+	return combineRef(from, tag)
+}
+
+// pullReference combines a pull's fromImage and tag as dockerd does: it
+// first trims one trailing ':' from fromImage (docker pull --all-tags of
+// old clients sends "repo:"), so "repo:" with no tag is every tag of repo.
+func pullReference(from, tag string) (string, error) {
+	return combine(strings.TrimSuffix(from, ":"), tag)
+}
 
 // PushRef is the reference a push names: the name in the path and the
 // tag parameter, combined as the daemon combines them. Empty tags and no
 // tag or digest in the name mean every tag of the repository.
 func (c *Call) PushRef() string { return combineRef(c.Name, c.Query.Get("tag")) }
 
-// combineRef combines an image name and a tag parameter the way the
-// daemon does for pulls and pushes: the tag parameter replaces a tag in
-// the name, and a digest there replaces the tag. A name the daemon cannot
-// parse is returned as given (the daemon refuses the request).
+// combineRef is combine, with the name and tag as given when the daemon
+// cannot parse them (it then refuses the request itself).
 func combineRef(image, tag string) string {
-	ref, err := reference.ParseNormalizedNamed(image)
+	ref, err := combine(image, tag)
 	if err != nil {
 		if tag != "" {
 			return image + ":" + tag
 		}
 		return image
 	}
+	return ref
+}
+
+// combine combines an image name and a tag parameter the way the daemon
+// does for pulls and pushes: the tag parameter replaces a tag in the
+// name, and a digest there replaces the tag.
+func combine(image, tag string) (string, error) {
+	ref, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return "", err
+	}
 	if tag != "" {
 		if dgst, err := digest.Parse(tag); err == nil {
-			ref, err = reference.WithDigest(reference.TrimNamed(ref), dgst)
-			if err != nil {
-				return image + "@" + tag
+			if ref, err = reference.WithDigest(reference.TrimNamed(ref), dgst); err != nil {
+				return "", err
 			}
 		} else if ref, err = reference.WithTag(ref, tag); err != nil {
-			return image + ":" + tag
+			return "", err
 		}
 	}
-	return reference.FamiliarString(ref)
+	return reference.FamiliarString(ref), nil
 }

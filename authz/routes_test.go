@@ -49,7 +49,18 @@ func TestParse(t *testing.T) {
 		{"another tag in fromImage", "POST", "/images/create?fromImage=app:other&tag=vuln", nil, nil, ActPull, "app:vuln", false},
 		{"digest in tag, tag in fromImage", "POST", "/images/create?fromImage=app:other&tag=sha256:abababababababababababababababababababababababababababababababab", nil, nil, ActPull, "app@sha256:abababababababababababababababababababababababababababababababab", false},
 		{"digest in fromImage, tag in tag", "POST", "/images/create?fromImage=app@sha256:abababababababababababababababababababababababababababababababab&tag=v", nil, nil, ActPull, "app:v@sha256:abababababababababababababababababababababababababababababababab", false},
-		{"invalid digest in tag", "POST", "/images/create?fromImage=alpine&tag=sha256:abc", nil, nil, ActPull, "alpine:sha256:abc", false},
+		{"invalid digest in tag", "POST", "/images/create?fromImage=alpine&tag=sha256:abc", nil, nil, "", "", true},
+		// dockerd trims one trailing ':' and then pulls every tag.
+		{"empty tag in fromImage", "POST", "/images/create?fromImage=reg:5000/app:", nil, nil, ActPull, "reg:5000/app", false},
+		{"empty tag in fromImage, tag given", "POST", "/images/create?fromImage=app:&tag=vuln", nil, nil, ActPull, "app:vuln", false},
+		{"unparseable fromImage", "POST", "/images/create?fromImage=App::x", nil, nil, "", "", true},
+		// dockerd reads the request line with ParseRequestURI: a '#'
+		// stays in the query, where url.Parse would cut it.
+		{"hash in the query", "POST", "/images/create?fromSrc=-&#=&fromImage=bionic", nil, nil, "", "", true},
+		{"hash in the path", "POST", "/images/create#x?fromImage=bionic", nil, nil, "", "", true},
+		{"control byte", "POST", "/images/create?fromImage=bionic%00&tag=\x01", nil, nil, "", "", true},
+		{"raw control byte", "POST", "/images/create?fromImage=bio\x7fnic", nil, nil, "", "", true},
+		{"raw semicolon", "POST", "/images/create?fromSrc=-;fromImage=bionic", nil, nil, "", "", true},
 		{"push", "POST", "/v1.41/images/registry:5000/app/push?tag=1", nil, nil, ActPush, "registry:5000/app", false},
 		{"push duplicated tag", "POST", "/v1.41/images/app/push?tag=1&tag=2", nil, nil, "", "", true},
 		{"create", "POST", "/v1.41/containers/create", nil, create, ActCreate, "bionic:vuln", false},
@@ -77,8 +88,25 @@ func TestParse(t *testing.T) {
 		{"service, template twice", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":{"Image":"a"}},"tasktemplate":{}}`), "", "", true},
 		{"service, spec not an object", "POST", "/v1.41/services/create", nil, []byte(`{"TaskTemplate":{"ContainerSpec":"a"}}`), "", "", true},
 		{"service inspect", "GET", "/v1.41/services/s1", nil, nil, ActOther, "", false},
-		{"start", "POST", "/v1.41/containers/abc123/start", nil, nil, ActStart, "", false},
-		{"restart", "POST", "/v1.41/containers/abc123/restart?t=1", nil, nil, ActStart, "", false},
+		{"start", "POST", "/v1.41/containers/abc123/start", nil, nil, ActStart, "abc123", false},
+		{"restart", "POST", "/v1.41/containers/abc123/restart?t=1", nil, nil, ActStart, "abc123", false},
+		// dockerd's container routes take {name:.*}: a link alias.
+		{"start of a link alias", "POST", "/v1.41/containers/web/db/start", nil, nil, ActStart, "web/db", false},
+		{"restart of a link alias", "POST", "/containers/web/db/restart", nil, nil, ActStart, "web/db", false},
+		{"exec", "POST", "/v1.41/containers/web/exec", nil, []byte(`{"Cmd":["sh"]}`), ActExec, "web", false},
+		{"exec of a link alias", "POST", "/v1.41/containers/web/db/exec", nil, nil, ActExec, "web/db", false},
+		{"exec start", "POST", "/v1.41/exec/abc/start", nil, nil, ActOther, "", false},
+		{"container update", "POST", "/v1.41/containers/web/update", nil, nil, ActOther, "", false},
+		{"network create", "POST", "/v1.41/networks/create", nil, nil, ActOther, "", false},
+		{"swarm init", "POST", "/v1.41/swarm/init", nil, nil, ActSwarmJoin, "", false},
+		{"swarm join", "POST", "/swarm/join", nil, nil, ActSwarmJoin, "", false},
+		{"swarm update", "POST", "/swarm/update", nil, nil, ActOther, "", false},
+		{"plugin create", "POST", "/v1.41/plugins/create?name=p", nil, nil, ActPluginCreate, "", false},
+		// A gated verb on a path no route knows is refused by the gate.
+		{"unknown create", "POST", "/v1.41/images/x/create", nil, nil, ActUnknown, "", false},
+		{"unknown push", "PUT", "/v1.41/distribution/x/push", nil, nil, ActUnknown, "", false},
+		{"unknown start", "POST", "/v1.41/start", nil, nil, ActUnknown, "", false},
+		{"doubled version prefix", "POST", "/v1.41/v1.41/containers/create", nil, nil, ActUnknown, "", false},
 		{"load", "POST", "/v1.41/images/load?quiet=1", nil, nil, ActLoad, "", false},
 		{"build", "POST", "/v1.41/build?t=x", nil, nil, ActBuild, "", false},
 		{"ping", "HEAD", "/_ping", nil, nil, ActPing, "", false},
@@ -117,7 +145,7 @@ func TestParse(t *testing.T) {
 			switch c.Action {
 			case ActPull:
 				got = c.PullRef()
-			case ActPush, ActPluginAdmin:
+			case ActPush, ActPluginAdmin, ActStart, ActExec:
 				got = c.Name
 			case ActCreate, ActService, ActPluginInstall:
 				got = c.Image

@@ -25,6 +25,8 @@ type NormalizedPolicy struct {
 	Whitelist        []NormalizedEntry    `yaml:"whitelist" json:"whitelist"`
 	Overrides        []NormalizedOverride `yaml:"overrides,omitempty" json:"overrides,omitempty"`
 	AllowPluginAdmin bool                 `yaml:"allow_plugin_admin" json:"allow_plugin_admin"`
+	AllowBuild       bool                 `yaml:"allow_build" json:"allow_build"`
+	AllowSwarmJoin   bool                 `yaml:"allow_swarm_join" json:"allow_swarm_join"`
 }
 
 // NormalizedWeights lists the weights in severity order.
@@ -77,6 +79,8 @@ func (p *Policy) Normalized() NormalizedPolicy {
 		DB:               NormalizedDB{MaxAge: FormatDuration(p.DB.MaxAge)},
 		Whitelist:        []NormalizedEntry{},
 		AllowPluginAdmin: p.AllowPluginAdmin,
+		AllowBuild:       p.AllowBuild,
+		AllowSwarmJoin:   p.AllowSwarmJoin,
 	}
 	for _, e := range p.Whitelist {
 		n.Whitelist = append(n.Whitelist, NormalizeEntry(e))

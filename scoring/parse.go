@@ -140,7 +140,7 @@ func contains(list []string, s string) bool {
 // The keys a policy may hold, by section: the parser accepts exactly
 // these, and Keys lists them for documentation checks.
 var (
-	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "running", "db", "overrides", "allow_plugin_admin"}
+	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "running", "db", "overrides", "allow_plugin_admin", "allow_build", "allow_swarm_join"}
 	dbKeys        = []string{"max_age"}
 	whitelistKeys = []string{"id", "package", "images", "expires", "reason"}
 	overrideKeys  = []string{"images", "threshold", "weights"}
@@ -219,6 +219,14 @@ func (p *parser) policy(n *yaml.Node, pol *Policy) {
 		case "allow_plugin_admin":
 			if b, ok := p.boolean(v, field); ok {
 				pol.AllowPluginAdmin = b
+			}
+		case "allow_build":
+			if b, ok := p.boolean(v, field); ok {
+				pol.AllowBuild = b
+			}
+		case "allow_swarm_join":
+			if b, ok := p.boolean(v, field); ok {
+				pol.AllowSwarmJoin = b
 			}
 		}
 	})

@@ -148,6 +148,15 @@ type Policy struct {
 	// upgrade the divds plugin itself. Default false: a user of the docker
 	// CLI must not be able to switch the gate off.
 	AllowPluginAdmin bool
+	// AllowBuild lets the daemon build images. Default true: a build's
+	// RUN steps execute its base image, which no gate sees (the
+	// Dockerfile is inside a tar the plugin is never sent); the result
+	// is gated when it runs or ships. False refuses /build outright.
+	AllowBuild bool
+	// AllowSwarmJoin lets the daemon init or join a swarm. Default false:
+	// a node runs the tasks that any manager of its swarm accepts, and a
+	// manager without DIVDS accepts any image.
+	AllowSwarmJoin bool
 }
 
 // DefaultThreshold is the design's θ.
@@ -169,6 +178,7 @@ func Default() *Policy {
 		PullScan:       PullScanAfter,
 		Running:        RunningReport,
 		DB:             DBPolicy{MaxAge: DefaultMaxAge},
+		AllowBuild:     true,
 	}
 }
 

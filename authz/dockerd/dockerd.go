@@ -62,16 +62,20 @@ func (d Daemon) Untag(ctx context.Context, ref string) error {
 	return err
 }
 
-// ContainerImage implements authz.Daemon.
-func (d Daemon) ContainerImage(ctx context.Context, id string) (string, error) {
-	c, err := d.C.ContainerInspect(ctx, id)
+// Container implements authz.Daemon.
+func (d Daemon) Container(ctx context.Context, name string) (authz.Container, error) {
+	c, err := d.C.ContainerInspect(ctx, name)
 	if err != nil {
 		if client.IsErrNotFound(err) {
-			return "", fmt.Errorf("%w: container %s", authz.ErrNotFound, id)
+			return authz.Container{}, fmt.Errorf("%w: container %s", authz.ErrNotFound, name)
 		}
-		return "", err
+		return authz.Container{}, err
 	}
-	return c.Image, nil
+	out := authz.Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), ImageID: c.Image}
+	if c.Config != nil {
+		out.Image = c.Config.Image
+	}
+	return out, nil
 }
 
 // subscribe opens the event stream once the daemon answers a ping. A
@@ -225,6 +229,15 @@ func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.C
 		out = append(out, authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID})
 	}
 	return out, nil
+}
+
+// RemoveContainer implements authz.Daemon.
+func (d Daemon) RemoveContainer(ctx context.Context, id string) error {
+	err := d.C.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	if client.IsErrNotFound(err) {
+		return fmt.Errorf("%w: container %s", authz.ErrNotFound, id)
+	}
+	return err
 }
 
 // StopContainer implements authz.Daemon, with the container's own stop

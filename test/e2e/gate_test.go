@@ -47,6 +47,13 @@ type gate struct {
 
 func startGate(t *testing.T, policy string) *gate {
 	t.Helper()
+	return startGateWith(t, policy, harness.DockerOptions{})
+}
+
+// startGateWith starts a gate whose dockerd has the given options (its
+// directory and plugins are the gate's).
+func startGateWith(t *testing.T, policy string, dopts harness.DockerOptions) *gate {
+	t.Helper()
 	g := &gate{rs: harness.StartRsyslog(t), reg: harness.StartRegistry(t)}
 	dir := harness.TempDir(t, "divds-g-")
 	g.policy = filepath.Join(dir, "policy.yaml")
@@ -57,7 +64,8 @@ func startGate(t *testing.T, policy string) *gate {
 		Bin: bin, StateDir: stateWith(t, "ubuntu-bionic-oval-2021-08-31.jsonl.zst", "alpine-secdb.jsonl.zst"),
 		Policy: g.policy, DockerHost: "unix://" + filepath.Join(dockerDir, "docker.sock"), Syslog: "unixgram://" + g.rs.Sock,
 	})
-	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: dockerDir, AuthzPlugins: []string{g.p.Name}})
+	dopts.Dir, dopts.AuthzPlugins = dockerDir, []string{g.p.Name}
+	g.d = harness.StartDocker(t, dopts)
 	return g
 }
 
@@ -480,6 +488,8 @@ func TestBypassTable(t *testing.T) {
 		{"another tag in fromImage", func(r, tg string) string {
 			return "POST /v1.41/images/create?fromImage=" + r + ":other&tag=" + tg
 		}},
+		// dockerd trims the ':' and pulls every tag of the repository.
+		{"empty tag in fromImage", func(r, _ string) string { return "POST /v1.41/images/create?fromImage=" + r + ":" }},
 	}
 	for i, f := range pulls {
 		t.Run("pull/"+f.name, func(t *testing.T) {
@@ -499,6 +509,15 @@ func TestBypassTable(t *testing.T) {
 	}
 	t.Run("pull/conflicting duplicates", func(t *testing.T) {
 		rawRequest(t, g.d.Sock, "POST /v1.41/images/create?fromImage="+host+"/clean&fromImage="+host+"/bionic&tag=vuln", nil, nil, false)
+		if g.present(host + "/bionic:vuln") {
+			t.Fatal("the vulnerable image was pulled and kept")
+		}
+	})
+	// dockerd reads the request line with ParseRequestURI: the '#' stays
+	// in the query, and this is a pull of fromImage to the daemon, while
+	// url.Parse cuts the query at '#' and sees an import.
+	t.Run("pull/hash in the query", func(t *testing.T) {
+		rawRequest(t, g.d.Sock, "POST /v1.41/images/create?fromSrc=-&#=&fromImage="+host+"/bionic&tag=vuln", nil, nil, false)
 		if g.present(host + "/bionic:vuln") {
 			t.Fatal("the vulnerable image was pulled and kept")
 		}
@@ -782,7 +801,7 @@ func TestArrivalScanning(t *testing.T) {
 // and update requests are gated by the image the nodes will pull, and a
 // rollback by the image of the previous spec.
 func TestServiceGate(t *testing.T) {
-	g := startGate(t, "")
+	g := startGate(t, "allow_swarm_join: true\n")
 	vuln, clean := g.seedBoth(t, "/clean:1")
 	g.d.MustCLI(t, "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
 	t.Cleanup(func() {
@@ -812,9 +831,9 @@ func TestServiceGate(t *testing.T) {
 
 	// A rollback names no image: the previous spec's is checked. It was
 	// allowed under mode: audit, and the policy in force denies it now.
-	g.reload(t, "mode: audit\n")
+	g.reload(t, "mode: audit\nallow_swarm_join: true\n")
 	g.d.MustCLI(t, "service", "create", "--detach", "--name", "back", vuln, "sleep", "300")
-	g.reload(t, "")
+	g.reload(t, "allow_swarm_join: true\n")
 	g.d.MustCLI(t, "service", "update", "--detach", "--image", clean, "back")
 	out, err = g.cli("service", "update", "--detach", "--rollback", "back")
 	mustFail(t, "service rollback to a failing image", out, err, "service of "+vuln, "denied")
@@ -931,15 +950,22 @@ func TestRunningReview(t *testing.T) {
 // to the registry as ref and removes it from the daemon again.
 func (g *gate) pushPlugin(t *testing.T, ref, root string) {
 	t.Helper()
+	g.d.MustCLI(t, "plugin", "create", ref, pluginDir(t, root))
+	g.d.MustCLI(t, "plugin", "push", ref)
+	g.d.MustCLI(t, "plugin", "rm", ref)
+}
+
+// pluginDir lays out a plugin (config.json and rootfs/) for docker plugin
+// create.
+func pluginDir(t *testing.T, root string) string {
+	t.Helper()
 	dir := t.TempDir()
 	harness.WriteFile(t, filepath.Join(dir, "config.json"), []byte(`{"description":"divds test plugin","documentation":"https://example.com",
 "entrypoint":["/bin/sleep","1000"],"interface":{"types":["docker.dummy/1.0"],"socket":"dummy.sock"},"network":{"type":"none"}}`))
 	if out, err := harness.Run(context.Background(), nil, "cp", "-a", root, filepath.Join(dir, "rootfs")); err != nil {
 		t.Fatalf("cp rootfs: %v\n%s", err, out)
 	}
-	g.d.MustCLI(t, "plugin", "create", ref, dir)
-	g.d.MustCLI(t, "plugin", "push", ref)
-	g.d.MustCLI(t, "plugin", "rm", ref)
+	return dir
 }
 
 // TestPluginInstallGate: a managed plugin's rootfs is an image that runs
@@ -947,7 +973,9 @@ func (g *gate) pushPlugin(t *testing.T, ref, root string) {
 // registry is denied, before the daemon pulls anything, when the rootfs
 // fails.
 func TestPluginInstallGate(t *testing.T) {
-	g := startGate(t, "")
+	// The plugins are made on this daemon, standing for the host that
+	// published them: plugin create must be allowed for that.
+	g := startGate(t, "allow_plugin_admin: true\n")
 	defer g.dumpOnFailure(t)
 	vuln := g.reg.Addr + "/plug-vuln:1"
 	g.pushPlugin(t, vuln, runnableVulnRoot(t))

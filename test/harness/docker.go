@@ -17,6 +17,11 @@ type DockerOptions struct {
 	AuthzPlugins []string
 	// Dir reuses a data directory (to restart a daemon); default a new one.
 	Dir string
+	// OwnNetwork runs dockerd in a network namespace of its own, with the
+	// default bridge (legacy --link needs it) and no iptables rules: the
+	// host's network is never touched. Registries on the host's loopback
+	// are out of its reach then.
+	OwnNetwork bool
 }
 
 // Docker is a private dockerd: its own socket, data root, exec root and
@@ -42,17 +47,27 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	d := &Docker{Dir: dir, Sock: filepath.Join(dir, "docker.sock"), Config: filepath.Join(dir, "cli")}
 	d.Host = "unix://" + d.Sock
 	os.MkdirAll(d.Config, 0o700)
+	bridge := []string{"--bridge", "none"}
+	if opts.OwnNetwork {
+		bridge = nil
+	}
 	args := []string{
 		"--host", d.Host, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "x"),
-		"--pidfile", filepath.Join(dir, "docker.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false",
+		"--pidfile", filepath.Join(dir, "docker.pid"), "--iptables=false", "--ip6tables=false",
 		"--ip-masq=false", "--storage-driver", "overlay2", "--insecure-registry", "127.0.0.0/8",
 		"--containerd-namespace", "divds-e2e", "--containerd-plugins-namespace", "divds-e2e-plugins",
 		"--log-level", "info",
 	}
+	args = append(args, bridge...)
 	for _, p := range opts.AuthzPlugins {
 		args = append(args, "--authorization-plugin", p)
 	}
-	d.Proc = Start(t, "dockerd", filepath.Join(dir, "dockerd.log"), nil, "dockerd", args...)
+	bin := "dockerd"
+	if opts.OwnNetwork {
+		// unshare execs dockerd in place: the PID is dockerd's.
+		bin, args = "unshare", append([]string{"--net", "dockerd"}, args...)
+	}
+	d.Proc = Start(t, "dockerd", filepath.Join(dir, "dockerd.log"), nil, bin, args...)
 	c, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)

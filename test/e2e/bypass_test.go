@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/divds/divds/internal/testdata"
+	"github.com/divds/divds/test/harness"
+)
+
+// The bypass classes of issue #9, each shown on the real daemon: a gate
+// that judged one thing while the daemon acted on another. Every row was
+// red with the build before its fix (DIVDS_E2E_BIN runs these tests
+// against another build).
+
+// TestBypassContainerNames: dockerd's container routes take {name:.*}, so
+// a link alias ("web/dbalias") names the linked container. Start,
+// restart and exec are decided by the image ID of the container the
+// daemon resolves, whatever form its name takes.
+func TestBypassContainerNames(t *testing.T) {
+	// Legacy links need the default bridge: this dockerd has a network
+	// namespace of its own, so the host's network is not touched.
+	g := startGateWith(t, "mode: audit\n", harness.DockerOptions{OwnNetwork: true})
+	defer g.dumpOnFailure(t)
+	g.d.MustCLI(t, "import", g.runnableVulnTar(t), "vulnrun:1")
+	g.importAlpine(t, "clean:local")
+	g.d.MustCLI(t, "run", "-d", "--name", "db", "vulnrun:1", "sleep", "1000")
+	g.d.MustCLI(t, "run", "-d", "--name", "ok", "clean:local", "sleep", "1000")
+	g.d.MustCLI(t, "run", "-d", "--name", "web", "--link", "db:dbalias", "--link", "ok:okalias", "clean:local", "sleep", "1000")
+	g.reload(t, "")
+	running := func(name string) bool {
+		out, err := g.cli("inspect", "--format", "{{.State.Running}}", name)
+		return err == nil && strings.TrimSpace(out) == "true"
+	}
+
+	t.Run("exec", func(t *testing.T) {
+		if out, err := g.cli("exec", "ok", "true"); err != nil {
+			t.Fatalf("exec in the clean container: %v\n%s", err, out)
+		}
+		out, err := g.cli("exec", "db", "true")
+		mustFail(t, "exec in a container of a denied image", out, err, "exec of vulnrun:1 denied", "image score")
+		body := []byte(`{"Cmd":["true"],"AttachStdout":true}`)
+		json := map[string]string{"Content-Type": "application/json"}
+		if code, out := rawRequest(t, g.d.Sock, "POST /v1.41/containers/web/okalias/exec", json, body, false); code != http.StatusCreated {
+			t.Fatalf("exec through the clean alias: %d %s: the form proves nothing", code, out)
+		}
+		if code, out := rawRequest(t, g.d.Sock, "POST /v1.41/containers/web/dbalias/exec", json, body, false); code != http.StatusForbidden {
+			t.Fatalf("exec through a link alias of a denied container: %d %s", code, out)
+		}
+	})
+	for _, verb := range []string{"start", "restart"} {
+		t.Run(verb+" through a link alias", func(t *testing.T) {
+			g.d.MustCLI(t, "stop", "-t", "1", "db", "ok")
+			if code, out := rawRequest(t, g.d.Sock, "POST /v1.41/containers/web/okalias/"+verb, nil, nil, false); code != http.StatusNoContent || !running("ok") {
+				t.Fatalf("%s through the clean alias: %d %s: the form proves nothing", verb, code, out)
+			}
+			code, out := rawRequest(t, g.d.Sock, "POST /v1.41/containers/web/dbalias/"+verb, nil, nil, false)
+			if running("db") || code != http.StatusForbidden {
+				t.Fatalf("%s through a link alias started a container of a denied image: %d %s", verb, code, out)
+			}
+		})
+	}
+}
+
+// TestBypassCreateRace: the create gate judges a name, and the name can
+// be moved to a denied image before the daemon creates the container.
+// Tag moves race creates for a fixed number of tries; no container of the
+// denied image may survive, and every create that succeeded runs the
+// clean image.
+func TestBypassCreateRace(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	g.importBionic(t, "bionic:local")
+	g.importAlpine(t, "clean:local")
+	ctx := context.Background()
+	ids := map[string]string{}
+	for _, ref := range []string{"bionic:local", "clean:local"} {
+		insp, err := g.d.Client.ImageInspect(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[ref] = insp.ID
+	}
+	const tries = 60
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src := "clean:local"
+			if i%2 == 1 {
+				src = "bionic:local"
+			}
+			g.d.Client.ImageTag(ctx, src, "race:1")
+		}
+	}()
+	var created []string
+	for range tries {
+		res, err := g.d.Client.ContainerCreate(ctx, &container.Config{Image: "race:1", Cmd: []string{"/bin/true"}}, nil, nil, nil, "")
+		if err == nil {
+			created = append(created, res.ID)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(created) == 0 {
+		t.Fatal("no create succeeded: the race proves nothing")
+	}
+	list, err := g.d.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, c := range list {
+		if c.ImageID == ids["bionic:local"] {
+			bad = append(bad, c.ID[:12])
+		}
+	}
+	if len(bad) > 0 {
+		t.Fatalf("%d of %d tries left containers of the denied image: %v", len(bad), tries, bad)
+	}
+	for _, id := range created {
+		c, err := g.d.Client.ContainerInspect(ctx, id)
+		if err != nil || c.Image != ids["clean:local"] {
+			t.Fatalf("create answered %s, which runs %s (%v)", id[:12], c.Image, err)
+		}
+	}
+	t.Logf("%d tries, %d creates of the clean image, none of the denied one", tries, len(created))
+}
+
+// TestRefusedRoutes: routes that bring in or run images no gate can see
+// are refused unless the policy allows them.
+func TestRefusedRoutes(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+	t.Run("swarm init", func(t *testing.T) {
+		out, err := g.cli("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", listen)
+		if err == nil {
+			g.cli("swarm", "leave", "--force")
+		}
+		mustFail(t, "swarm init", out, err, "refused", "allow_swarm_join")
+	})
+	t.Run("plugin create", func(t *testing.T) {
+		root := t.TempDir()
+		untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
+		out, err := g.cli("plugin", "create", "local/plug:1", pluginDir(t, root))
+		mustFail(t, "plugin create", out, err, "refused", "allow_plugin_admin")
+		if out := g.d.MustCLI(t, "plugin", "ls", "-q"); strings.TrimSpace(out) != "" {
+			t.Fatalf("a plugin was created: %s", out)
+		}
+	})
+	t.Run("build", func(t *testing.T) {
+		dir := t.TempDir()
+		harness.WriteFile(t, filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL x=1\n"))
+		g.d.MustCLI(t, "build", "--network", "none", "-t", "built:1", dir)
+		g.reload(t, "allow_build: false\n")
+		out, err := g.cli("build", "--network", "none", "-t", "built:2", dir)
+		mustFail(t, "build under allow_build: false", out, err, "refused", "allow_build")
+	})
+}
