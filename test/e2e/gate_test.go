@@ -207,8 +207,11 @@ func (g *gate) dumpOnFailure(t *testing.T) {
 	if !t.Failed() {
 		return
 	}
+	// A Go process writes its goroutines and exits on SIGQUIT.
 	g.p.Proc.Signal(syscall.SIGQUIT)
-	time.Sleep(time.Second)
+	for deadline := time.Now().Add(10 * time.Second); !g.p.Proc.Exited() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	b, _ := os.ReadFile(g.p.Proc.Log)
 	t.Log(string(b))
 }
@@ -663,18 +666,23 @@ func TestAuditTrail(t *testing.T) {
 	// Stop rsyslog for a while: no record that fits the queue is lost.
 	g.rs.Proc.Stop()
 	decide(3)
-	time.Sleep(time.Second)
+	harness.WaitFor(t, "the plugin to find syslog unreachable", 30*time.Second, func() bool {
+		return strings.Contains(g.p.Proc.Tail(), "unreachable;")
+	})
 	g.rs.Restart()
-	harness.WaitFor(t, "the queued records", 60*time.Second, func() bool { return len(g.rs.Lines()) >= 10 })
-	time.Sleep(time.Second)
-	if n := len(g.rs.Lines()); n != 10 {
-		t.Fatalf("%d records for 10 decisions", n)
+	// One more decision after the restart: records are delivered in
+	// order, so once it arrived every earlier record (and any resend of
+	// one) has too.
+	decide(1)
+	harness.WaitFor(t, "the queued records", 60*time.Second, func() bool { return len(g.rs.Lines()) >= 12 })
+	if n := len(g.rs.Lines()); n != 12 {
+		t.Fatalf("%d records for 12 decisions", n)
 	}
 	// SIGTERM right after decisions: the queue is flushed before exit.
 	decide(2)
 	g.p.Proc.Stop()
-	if n := len(g.rs.Lines()); n != 14 {
-		t.Fatalf("%d records after SIGTERM, want 14", n)
+	if n := len(g.rs.Lines()); n != 16 {
+		t.Fatalf("%d records after SIGTERM, want 16", n)
 	}
 }
 
@@ -717,9 +725,15 @@ func TestConcurrentPulls(t *testing.T) {
 			t.Errorf("%s missing after its pull", r)
 		}
 	}
-	time.Sleep(2 * time.Second) // arrival scans, if any, would add to the count
-	if n := g.p.Metric("divds_scans_total"); n != 3 {
-		t.Fatalf("%v scans for 3 images", n)
+	// Arrival scans, if any, would add to the count. They run in the
+	// order of the daemon's events: once a new image imported after the
+	// pulls is scanned, every pull's arrival has been handled.
+	g.importAlpine(t, "marker:1")
+	harness.WaitFor(t, "the arrival scan of the marker image", 60*time.Second, func() bool {
+		return g.p.Metric("divds_scans_total") >= 4
+	})
+	if n := g.p.Metric("divds_scans_total"); n != 4 {
+		t.Fatalf("%v scans for 3 pulled images and one imported", n)
 	}
 }
 
