@@ -92,6 +92,9 @@ type Plugin struct {
 	policy atomic.Pointer[loaded]
 	seq    atomic.Uint64
 
+	// locks keep pushes and tag changes of one repository apart.
+	locks *repoLocks
+
 	// flagged holds the running containers the reviews found failing
 	// and left running (for divds_running_denied_containers).
 	flaggedMu sync.Mutex
@@ -119,7 +122,7 @@ func New(pol *scoring.Policy, opts Options) *Plugin {
 	if opts.Auditor == nil {
 		opts.Auditor = audit.Multi{}
 	}
-	p := &Plugin{opts: opts}
+	p := &Plugin{opts: opts, locks: newRepoLocks()}
 	p.SetPolicy(pol)
 	return p
 }
@@ -261,10 +264,15 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	refusal, refusable := refusals[call.Action]
 	g, gated := gates[call.Action]
 	gated = gated && pol.Gated(g.on)
-	if !selfProtected && !gated && !refusable {
-		// Load, import, commit and tag bring images that the run gate
-		// checks before anything runs; attach, auth, ping and the rest
-		// are not about images. None is audited, and /auth's body (which
+	var changes []string
+	var ttl time.Duration
+	if pol.Gated(scoring.ActionPush) {
+		changes, ttl = tagChanges(call)
+	}
+	if !selfProtected && !gated && !refusable && len(changes) == 0 {
+		// Attach, auth, ping and the rest are not about images, and load,
+		// import, commit and tag bring images that the run gate checks
+		// before anything runs. None is audited, and /auth's body (which
 		// holds a password) is never read or logged.
 		return authorization.Response{Allow: true}
 	}
@@ -272,7 +280,9 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	defer cancel()
 	switch {
 	case refusable:
-		return p.respond(ctx, call, "request", start, p.refuse(call, pol, refusal.key, refusal.allowed(pol), refusal.why))
+		if d := p.refuse(call, pol, refusal.key, refusal.allowed(pol), refusal.why); !d.allow {
+			return p.respond(ctx, call, "request", start, d)
+		}
 	case selfProtected:
 		// Self-protection comes first, whichever gates are on: disabling,
 		// removing, reconfiguring or upgrading divds itself.
@@ -280,10 +290,23 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 			return p.respond(ctx, call, "request", start, d)
 		}
 	}
-	if !gated {
+	if len(changes) > 0 {
+		if err := p.locks.beginChange(changes, call.Method+" "+call.Path, ttl); err != nil {
+			return p.respond(ctx, call, "request", start, decision{image: strings.Join(changes, ","), reason: "push in progress",
+				msg: fmt.Sprintf("divds: %s %s refused: %v", call.Method, call.Path, err)})
+		}
+	}
+	d := allow()
+	if gated {
+		d = g.decide(p, ctx, call, pol)
+	}
+	if !d.allow && len(changes) > 0 {
+		p.locks.endChange(changes) // the daemon will not act on it
+	}
+	if !gated && d.allow {
 		return authorization.Response{Allow: true}
 	}
-	return p.respond(ctx, call, "request", start, g.decide(p, ctx, call, pol))
+	return p.respond(ctx, call, "request", start, d)
 }
 
 // refuse answers an action of the refusals table: allowed when the
@@ -329,6 +352,19 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	if err != nil {
 		return authorization.Response{Allow: true}
 	}
+	if call.Action == ActPush {
+		p.locks.endPush(repoOf(call.PushRef()))
+		return authorization.Response{Allow: true}
+	}
+	if call.Action == ActPull || call.Action == ActImport {
+		// Parse refused a pull it cannot read before any hold was taken.
+		if call.imageCreate() != nil {
+			return authorization.Response{Allow: true}
+		}
+	}
+	if changes, _ := tagChanges(call); len(changes) > 0 {
+		p.locks.endChange(changes)
+	}
 	var decide func(context.Context, *Call, *scoring.Policy) decision
 	switch call.Action {
 	case ActCreate:
@@ -344,7 +380,7 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 		// the recorded status when it flushes), whether it succeeded or
 		// not: what arrived is checked either way. A status of 300 or
 		// more is a failed pull, which brought nothing.
-		if call.imageCreate() != nil || call.Action != ActPull || req.ResponseStatusCode >= 300 {
+		if req.ResponseStatusCode >= 300 {
 			return authorization.Response{Allow: true}
 		}
 		decide = p.gatePullAfter
@@ -451,14 +487,31 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *sc
 	return d
 }
 
+// gatePush decides a push from the images its tags name now, and holds
+// the repository until the push's response: its tags cannot move between
+// this check and the daemon's push (see repoLocks).
 func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) decision {
 	ref := call.PushRef()
+	repo := repoOf(ref)
+	if err := p.locks.beginPush(repo, "push of "+ref); err != nil {
+		return decision{image: ref, reason: "tag change in progress", msg: fmt.Sprintf("push of %s refused: %v", ref, err)}
+	}
+	d := p.judgePush(ctx, ref, pol)
+	if !d.allow || d.reason == "no such image" {
+		// The daemon will push nothing, and may not call the response
+		// phase: hold nothing.
+		p.locks.endPush(repo)
+	}
+	return d
+}
+
+func (p *Plugin) judgePush(ctx context.Context, ref string, pol *scoring.Policy) decision {
 	var images []ImageInfo
 	if strings.ContainsAny(refTail(ref), ":@") {
 		info, err := p.opts.Daemon.Inspect(ctx, ref)
 		switch {
 		case errors.Is(err, ErrNotFound):
-			return allow() // the daemon will answer "no such image"
+			return decision{allow: true, image: ref, reason: "no such image"} // the daemon will say so
 		case err != nil:
 			return p.daemonError(ctx, "push", ref, pol, err)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -172,4 +173,72 @@ func TestRefusedRoutes(t *testing.T) {
 		out, err := g.cli("build", "--network", "none", "-t", "built:2", dir)
 		mustFail(t, "build under allow_build: false", out, err, "refused", "allow_build")
 	})
+}
+
+// TestBypassPushRace: the push gate judges the image a tag names, and the
+// tag can be moved to a denied image before the daemon resolves it. Tag
+// moves race pushes for a fixed number of tries; the registry must never
+// hold the denied image under the pushed name.
+func TestBypassPushRace(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	g.importBionic(t, "bionic:local")
+	g.importAlpine(t, "clean:local")
+	ctx := context.Background()
+	denied, err := g.d.Client.ImageInspect(ctx, "bionic:local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := g.reg.Addr + "/racepush:1"
+	g.d.MustCLI(t, "tag", "clean:local", target)
+	pushedConfig := func() string {
+		req, _ := http.NewRequest("GET", "http://"+g.reg.Addr+"/v2/racepush/manifests/1", nil)
+		req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m struct {
+			Config struct{ Digest string } `json:"config"`
+		}
+		json.NewDecoder(res.Body).Decode(&m)
+		return m.Config.Digest
+	}
+	const tries = 15
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src := "clean:local"
+			if i%2 == 1 {
+				src = "bionic:local"
+			}
+			g.d.Client.ImageTag(ctx, src, target)
+		}
+	}()
+	pushed := 0
+	for i := range tries {
+		if _, err := g.cli("push", target); err == nil {
+			pushed++
+		}
+		if cfg := pushedConfig(); cfg == denied.ID {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("try %d: the registry holds the denied image under %s", i, target)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if pushed == 0 {
+		t.Fatal("no push succeeded: the race proves nothing")
+	}
+	t.Logf("%d tries, %d pushes, the denied image never reached the registry", tries, pushed)
 }
