@@ -48,7 +48,8 @@ type Daemon interface {
 	// RunningContainers lists the running containers, or those of them
 	// with the given IDs.
 	RunningContainers(ctx context.Context, ids ...string) ([]Container, error)
-	// StopContainer stops a container as docker stop does.
+	// StopContainer stops a container as docker stop does, and keeps its
+	// restart policy from starting it again.
 	StopContainer(ctx context.Context, id string) error
 	// RemoveContainer removes a container by force, as docker rm -f does.
 	RemoveContainer(ctx context.Context, id string) error

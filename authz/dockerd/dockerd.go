@@ -241,7 +241,15 @@ func (d Daemon) RemoveContainer(ctx context.Context, id string) error {
 }
 
 // StopContainer implements authz.Daemon, with the container's own stop
-// timeout.
+// timeout. Its restart policy is set to "no" first: with "always", dockerd
+// starts a stopped container again at its next start.
 func (d Daemon) StopContainer(ctx context.Context, id string) error {
-	return d.C.ContainerStop(ctx, id, container.StopOptions{})
+	_, uerr := d.C.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled}})
+	if err := d.C.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+		return err
+	}
+	if uerr != nil {
+		return fmt.Errorf("stopped, but its restart policy could not be cleared, so dockerd may start it again: %w", uerr)
+	}
+	return nil
 }

@@ -958,6 +958,16 @@ func TestRunningReview(t *testing.T) {
 	harness.WaitFor(t, "the metric to drop to 0 after the stop", 30*time.Second, func() bool {
 		return g.p.Metric("divds_running_denied_containers") == 0
 	})
+	// With --restart always, dockerd starts a stopped container again at
+	// its next start: the stop cleared the policy.
+	if policy := strings.TrimSpace(g.d.MustCLI(t, "inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", "keep")); policy != "no" {
+		t.Fatalf("restart policy %q after the stop", policy)
+	}
+	g.d.Stop()
+	g.d = harness.StartDocker(t, harness.DockerOptions{Dir: g.d.Dir, AuthzPlugins: []string{g.p.Name}})
+	if running() {
+		t.Fatal("dockerd started the stopped container again")
+	}
 }
 
 // pushPlugin creates a managed plugin from a root filesystem, pushes it
