@@ -27,6 +27,10 @@ var ErrNotFound = errors.New("no such image")
 type ImageInfo struct {
 	ID       string
 	RepoTags []string
+	// RepoDigests name the repositories the image was pulled from (or
+	// pushed to): only they make its names count for scoped policy
+	// entries.
+	RepoDigests []string
 }
 
 // Daemon is what the gates need of the Docker daemon. The plugin may
@@ -425,7 +429,7 @@ func (p *Plugin) verifyCreate(ctx context.Context, call *Call, body []byte, pol 
 	if err != nil {
 		d = p.daemonError(ctx, "run", call.Image, pol, err)
 	} else {
-		d = p.verdictFor(ctx, "run", containerRef(c), c.ImageID, pol)
+		d = p.verdictFor(ctx, "run", containerRef(c), ImageInfo{ID: c.ImageID}, pol)
 	}
 	if d.allow {
 		return d
@@ -459,12 +463,13 @@ func readOnly(method string) bool {
 
 // verdictFor scans (or recalls) an image and turns errors into the
 // policy's on_error answer.
-func (p *Plugin) verdictFor(ctx context.Context, action, ref, id string, pol *scoring.Policy) decision {
+func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageInfo, pol *scoring.Policy) decision {
+	id := img.ID
 	d := decision{image: ref, imageID: id}
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil {
 		var v *Verdict
-		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), []string{ref})
+		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), append([]string{ref}, img.RepoDigests...))
 		if err == nil {
 			d.verdict = v
 			d.allow = v.Verdict != scoring.Deny
@@ -527,7 +532,7 @@ func (p *Plugin) judgePush(ctx context.Context, ref string, pol *scoring.Policy)
 	}
 	var last decision = allow()
 	for _, img := range images {
-		d := p.verdictFor(ctx, "push", displayRef(ref, img), img.ID, pol)
+		d := p.verdictFor(ctx, "push", displayRef(ref, img), img, pol)
 		if !d.allow {
 			return d
 		}
@@ -589,7 +594,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 	if err != nil {
 		return decision{allow: true, image: ref, reason: "decided after the pull"}
 	}
-	return p.verdictFor(ctx, "pull", ref, info.ID, pol)
+	return p.verdictFor(ctx, "pull", ref, info, pol)
 }
 
 // remoteVerdict scans the image in its registry before the daemon
@@ -656,7 +661,7 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 		return p.daemonError(ctx, "service", ref, pol, err)
 	}
 	if err == nil {
-		local := p.verdictFor(ctx, "service", ref, info.ID, pol)
+		local := p.verdictFor(ctx, "service", ref, info, pol)
 		if !local.allow || pinned(ref) {
 			return local
 		}
@@ -685,7 +690,7 @@ func pinned(ref string) bool {
 // under the current policy and database; an admin who approves its
 // findings lifts it with a policy reload.
 func (p *Plugin) recheckQuarantine(ctx context.Context, action, ref string, q *Quarantined, pol *scoring.Policy) decision {
-	d := p.verdictFor(ctx, action, ref, q.ImageID, pol)
+	d := p.verdictFor(ctx, action, ref, ImageInfo{ID: q.ImageID}, pol)
 	if d.allow && d.err == nil {
 		p.opts.Verdicts.Release(q.ImageID)
 		return d
@@ -737,7 +742,7 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 	result := allow()
 	for _, img := range images {
 		shown := displayRef(ref, img)
-		d := p.verdictFor(ctx, "pull", shown, img.ID, pol)
+		d := p.verdictFor(ctx, "pull", shown, img, pol)
 		if d.allow {
 			if result.verdict == nil {
 				result = d
@@ -822,7 +827,7 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 	}
 	// A quarantined image needs no lookup here: it was quarantined for
 	// its verdict, which denies it again (or allows it, once approved).
-	return p.verdictFor(ctx, "run", ref, info.ID, pol)
+	return p.verdictFor(ctx, "run", ref, info, pol)
 }
 
 // gateStart checks a container's image again when it starts: a container
@@ -847,7 +852,7 @@ func (p *Plugin) containerVerdict(ctx context.Context, action string, call *Call
 	case err != nil:
 		return p.daemonError(ctx, action, "container "+call.Name, pol, err)
 	}
-	return p.verdictFor(ctx, action, containerRef(c), c.ImageID, pol)
+	return p.verdictFor(ctx, action, containerRef(c), ImageInfo{ID: c.ImageID}, pol)
 }
 
 // containerRef is how a container's image is named in verdicts and

@@ -193,7 +193,19 @@ func (v *Verdicts) GetRemote(ctx context.Context, ref, platform string, rev uint
 // depend on the request's names.
 func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scoring.Policy, digest string, refs []string, cacheable bool) *Verdict {
 	r := *rep
-	r.Image.Names = append(append([]string{}, rep.Image.Names...), refs...)
+	// A digest reference that resolved to this image (the daemon's
+	// repository digests, a pull or a service pinned by digest) says
+	// which repository it came from; other names only count when such a
+	// digest vouches for their repository (report.TrustedRefs).
+	r.Image.Names = append([]string{}, rep.Image.Names...)
+	r.Image.Digests = append([]string{}, rep.Image.Digests...)
+	for _, ref := range refs {
+		if strings.Contains(ref, "@") {
+			r.Image.Digests = append(r.Image.Digests, ref)
+		} else {
+			r.Image.Names = append(r.Image.Names, ref)
+		}
+	}
 	now := v.now()
 	res := r.Evaluate(pol, now)
 	vd := &Verdict{

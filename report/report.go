@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
+
 	"github.com/divds/divds/scoring"
 )
 
@@ -190,12 +192,36 @@ func (r *Report) Write(w io.Writer) error {
 	return nil
 }
 
-// Refs lists every reference the image is known by, for whitelist and
-// override matching.
+// Refs lists the references whitelist and override patterns are matched
+// against: the image ID, its repository digests, and those of its names
+// whose repository the image was pulled from (a repository digest names
+// it). A name anyone can give an image with docker tag must not earn it a
+// scoped approval: "trusted.example.com/app:1" counts only for an image
+// that came from trusted.example.com/app.
 func (im Image) Refs() []string {
-	refs := append(append([]string{}, im.Names...), im.Digests...)
-	if im.ID != "" {
-		refs = append(refs, im.ID)
+	return TrustedRefs(im.ID, im.Digests, im.Names)
+}
+
+// TrustedRefs is Refs for an image with the given ID and repository
+// digests, known by names.
+func TrustedRefs(id string, digests, names []string) []string {
+	repos := map[string]bool{}
+	var refs []string
+	for _, d := range digests {
+		if n, err := reference.ParseNormalizedNamed(d); err == nil {
+			if _, ok := n.(reference.Canonical); ok {
+				repos[n.Name()] = true
+				refs = append(refs, d)
+			}
+		}
+	}
+	for _, name := range names {
+		if n, err := reference.ParseNormalizedNamed(name); err == nil && repos[n.Name()] {
+			refs = append(refs, name)
+		}
+	}
+	if id != "" {
+		refs = append(refs, id)
 	}
 	return refs
 }

@@ -36,7 +36,7 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 		}
 		return authz.ImageInfo{}, err
 	}
-	return authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags}, nil
+	return authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: insp.RepoDigests}, nil
 }
 
 // Repo implements authz.Daemon.
@@ -47,7 +47,7 @@ func (d Daemon) Repo(ctx context.Context, repo string) ([]authz.ImageInfo, error
 	}
 	out := make([]authz.ImageInfo, 0, len(list))
 	for _, s := range list {
-		out = append(out, authz.ImageInfo{ID: s.ID, RepoTags: s.RepoTags})
+		out = append(out, authz.ImageInfo{ID: s.ID, RepoTags: s.RepoTags, RepoDigests: s.RepoDigests})
 	}
 	return out, nil
 }

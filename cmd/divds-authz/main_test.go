@@ -107,6 +107,11 @@ func TestEvaluate(t *testing.T) {
 		{"report-183.45.json", "weights: {critical: 11}\n", 2, "image score 210.45 > threshold"},
 		{"report-297.40.json", "whitelist:\n  - id: CVE-2019-1001\n    images: ['registry.example.com/app']\n", 2, "image score 287.90"},
 		{"report-297.40.json", "overrides:\n  - images: ['registry.example.com/*']\n    threshold: 300\n", 0, "threshold 300.00"},
+		// trusted.example.com/app:1 is a name without a repository digest:
+		// anyone could have tagged the image so, and it earns nothing.
+		{"report-297.40.json", "whitelist:\n  - id: CVE-2019-1001\n    images: ['trusted.example.com/app']\n", 2, "image score 297.40"},
+		{"report-297.40.json", "overrides:\n  - images: ['trusted.example.com/*']\n    threshold: 300\n", 2, "threshold 200.00"},
+		{"report-297.40.json", "whitelist:\n  - id: CVE-2019-1001\n    images: ['sha256:*']\n", 2, "image score 287.90"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.report+"/"+tt.policy, func(t *testing.T) {

@@ -242,3 +242,25 @@ func TestBypassPushRace(t *testing.T) {
 	}
 	t.Logf("%d tries, %d pushes, the denied image never reached the registry", tries, pushed)
 }
+
+// TestBypassScopedNames: a policy entry scoped to a repository must not
+// apply to an image that was only tagged with its name: docker tag is
+// open to every user. It applies to the image pulled from there.
+func TestBypassScopedNames(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	vuln, _ := g.seedBoth(t, "/clean:1")
+	repo := g.reg.Addr + "/bionic"
+	g.reload(t, "overrides:\n  - images: ['"+repo+"']\n    threshold: 100000\n")
+	// The image that came from the repository: the override applies.
+	g.d.MustCLI(t, "pull", vuln)
+	if !g.present(vuln) {
+		t.Fatal("the pulled image was removed: the override does not apply to it, so this proves nothing")
+	}
+	g.d.MustCLI(t, "create", vuln, "/bin/true")
+	// Another image, tagged with the repository's name on this host.
+	g.importBionic(t, "local:1")
+	g.d.MustCLI(t, "tag", "local:1", repo+":forged")
+	out, err := g.cli("create", repo+":forged", "/bin/true")
+	mustFail(t, "create of a locally tagged image under a repository's override", out, err, "denied", "threshold 200.00")
+}
