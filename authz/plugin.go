@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,6 +309,9 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	if !d.allow && len(changes) > 0 {
 		p.locks.endChange(changes) // the daemon will not act on it
 	}
+	if gated && d.allow && call.Action == ActPull {
+		p.locks.beginPull(repoOf(call.PullRef()), call.PullRef())
+	}
 	if !gated && d.allow {
 		return authorization.Response{Allow: true}
 	}
@@ -385,10 +389,17 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 		// the recorded status when it flushes), whether it succeeded or
 		// not: what arrived is checked either way. A status of 300 or
 		// more is a failed pull, which brought nothing.
+		repo := repoOf(call.PullRef())
 		if req.ResponseStatusCode >= 300 {
+			p.locks.endPull(repo)
 			return authorization.Response{Allow: true}
 		}
-		decide = p.gatePullAfter
+		decide = func(ctx context.Context, call *Call, pol *scoring.Policy) decision {
+			// The hold lasts through the check, so that the daemon's pull
+			// event leaves this pull to it.
+			defer p.locks.endPull(repo)
+			return p.gatePullAfter(ctx, call, pol)
+		}
 	default:
 		return authorization.Response{Allow: true}
 	}
@@ -406,6 +417,34 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 		return authorization.Response{Allow: true}
 	}
 	return p.respond(ctx, call, "response", start, d)
+}
+
+// PulledByEvent decides an image the daemon reports pulled when no gated
+// pull of its repository is under way (the response phase decides
+// those): a classic build's base image, which never passes
+// /images/create, a pull that ended while the plugin was down (the
+// events are replayed at its start), or any pull the gate did not see. A
+// failing image loses the reference and is quarantined, as after a gated
+// pull; only such removals are audited. It reports whether it took the
+// pull on (false: the pull gate is off, and the caller just scans).
+func (p *Plugin) PulledByEvent(ctx context.Context, ref string) bool {
+	pol := p.Policy()
+	if !pol.Gated(scoring.ActionPull) {
+		return false
+	}
+	if p.locks.pulling(repoOf(ref)) {
+		return true
+	}
+	start := time.Now()
+	call := &Call{Action: ActPull, Method: "EVENT", Path: "pull", Query: url.Values{"fromImage": {ref}}}
+	rctx, cancel := p.requestContext(start)
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel) // the plugin is shutting down
+	defer stop()
+	if d := p.gatePullAfter(rctx, call, pol); !d.allow {
+		p.respond(rctx, call, "event", start, d)
+	}
+	return true
 }
 
 // verifyCreate decides a container create again by what the daemon

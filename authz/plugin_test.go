@@ -519,3 +519,40 @@ func TestCreateVerifiedOnResponse(t *testing.T) {
 		})
 	}
 }
+
+// TestPulledByEvent: a pull no gate saw (a classic build's base, a pull
+// that ended while the plugin was down) is decided from the daemon's
+// event; a gated pull under way is left to its response phase.
+func TestPulledByEvent(t *testing.T) {
+	ctx := context.Background()
+	d := images()
+	var scans atomic.Int32
+	p, rec := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+	if !p.PulledByEvent(ctx, "app:ok") || len(d.untags) != 0 || len(rec.recs) != 0 {
+		t.Fatalf("a clean pull: untags %v, records %d", d.untags, len(rec.recs))
+	}
+	if !p.PulledByEvent(ctx, "app:vuln") || !slices.Equal(d.untags, []string{"app:vuln"}) {
+		t.Fatalf("a failing pull: untags %v", d.untags)
+	}
+	if r := rec.recs[len(rec.recs)-1]; r.Phase != "event" || r.Decision != "deny" || r.Reason != "removed after pull" {
+		t.Fatalf("record %+v", r)
+	}
+	if _, ok := p.opts.Verdicts.QuarantinedRef(normalize("app:vuln")); !ok {
+		t.Fatal("not quarantined")
+	}
+	// A gated pull of the repository is under way: its response decides.
+	if res := p.AuthZReq(req("POST", "/images/create?fromImage=other/app&tag=1", "")); !res.Allow {
+		t.Fatal(res.Msg)
+	}
+	d.images["other/app:1"] = ImageInfo{ID: "sha256:vuln", RepoTags: []string{"other/app:1"}}
+	if !p.PulledByEvent(ctx, "other/app:1") || slices.Contains(d.untags, "other/app:1") {
+		t.Fatalf("the event took a gated pull's decision: untags %v", d.untags)
+	}
+	// The pull gate off: the caller scans.
+	off := scoring.Default()
+	off.Actions = []scoring.Action{scoring.ActionRun}
+	p.SetPolicy(off)
+	if p.PulledByEvent(ctx, "app:ok") {
+		t.Fatal("taken on with the pull gate off")
+	}
+}

@@ -30,6 +30,9 @@ type repoLocks struct {
 	now     func() time.Time
 	pushes  map[string][]hold
 	changes map[string][]hold
+	// pulls are the gated pulls under way, whose response phase decides
+	// what they brought: the daemon's pull event for them is left alone.
+	pulls map[string][]hold
 }
 
 type hold struct {
@@ -38,7 +41,7 @@ type hold struct {
 }
 
 func newRepoLocks() *repoLocks {
-	return &repoLocks{now: time.Now, pushes: map[string][]hold{}, changes: map[string][]hold{}}
+	return &repoLocks{now: time.Now, pushes: map[string][]hold{}, changes: map[string][]hold{}, pulls: map[string][]hold{}}
 }
 
 // How long a hold may last without its response: a push or a streamed
@@ -119,6 +122,22 @@ func (l *repoLocks) beginChange(repos []string, what string, ttl time.Duration) 
 		l.changes[r] = append(l.changes[r], hold{what: what, until: until})
 	}
 	return nil
+}
+
+// beginPull notes a gated pull of repo until its response.
+func (l *repoLocks) beginPull(repo, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pulls[repo] = append(l.pulls[repo], hold{what: what, until: l.now().Add(streamTTL)})
+}
+
+func (l *repoLocks) endPull(repo string) { l.end(l.pulls, []string{repo}) }
+
+// pulling reports a gated pull of repo under way.
+func (l *repoLocks) pulling(repo string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.live(l.pulls, repo)) > 0
 }
 
 // endPush and endChange release the oldest hold of each repository.

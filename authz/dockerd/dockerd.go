@@ -135,6 +135,17 @@ type Handlers struct {
 	Started func(containerID string)
 	// Died is called when a container stops running.
 	Died func(containerID string)
+	// Pulled gets the reference of every pull, whichever way it came: a
+	// docker pull, a classic build's base image (which never passes
+	// /images/create), or one that ended while the plugin was down.
+	// Arrived is not called for pulls when it is set.
+	Pulled func(ctx context.Context, ref string)
+	// Since is where the stream starts (zero: a second ago): the daemon
+	// replays the events it still keeps from then on.
+	Since time.Time
+	// Handled is called with the time of each event once it was handled,
+	// so that a restarted plugin can replay from there.
+	Handled func(time.Time)
 }
 
 // Follow follows the daemon's image and container events until ctx
@@ -144,7 +155,10 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, h Handlers) 
 	// Events the daemon emitted while the stream was down (dockerd
 	// restarting, or not up yet when the plugin started) are replayed
 	// from here: the daemon keeps its recent events.
-	since := time.Now().Add(-time.Second)
+	since := h.Since
+	if since.IsZero() {
+		since = time.Now().Add(-time.Second)
+	}
 	for ctx.Err() == nil {
 		msgs, errs, cancel := d.subscribe(ctx, since)
 		if msgs != nil && h.Connected != nil {
@@ -163,12 +177,17 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, h Handlers) 
 				log.WithFields(logrus.Fields{"type": m.Type, "action": m.Action, "id": m.Actor.ID}).Debug("docker event")
 				switch {
 				case m.Actor.ID == "":
+				case m.Type == events.ImageEventType && m.Action == events.ActionPull && h.Pulled != nil:
+					h.Pulled(ctx, m.Actor.ID)
 				case m.Type == events.ImageEventType && arrivalActions[m.Action] && h.Arrived != nil:
 					h.Arrived(ctx, m.Actor.ID)
 				case m.Type == events.ContainerEventType && m.Action == events.ActionStart && h.Started != nil:
 					h.Started(m.Actor.ID)
 				case m.Type == events.ContainerEventType && m.Action == events.ActionDie && h.Died != nil:
 					h.Died(m.Actor.ID)
+				}
+				if h.Handled != nil {
+					h.Handled(time.Unix(0, m.TimeNano))
 				}
 			case err := <-errs:
 				if ctx.Err() != nil {

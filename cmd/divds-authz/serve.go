@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -364,34 +366,85 @@ func (a *app) backgroundUpdates(ctx context.Context, h *vulnstore.Handle, f serv
 }
 
 // arrivals scans images as they arrive, one at a time, so that the gates
-// answer from the cache.
+// answer from the cache. Pulls are decided as the pull gate's response
+// phase decides them (see authz.Plugin.PulledByEvent). The time of the
+// last event handled is kept in the state directory: a restarted plugin
+// replays what the daemon did meanwhile.
 func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts, db *dbState, p *authz.Plugin, h dockerd.Handlers) {
-	queue := make(chan string, 256)
-	h.Arrived = func(_ context.Context, ref string) {
+	type arrival struct {
+		ref    string
+		pulled bool
+	}
+	queue := make(chan arrival, 256)
+	enqueue := func(a arrival) {
 		select {
-		case queue <- ref:
+		case queue <- a:
 		default: // a burst: the gates scan on demand anyway
 		}
 	}
+	h.Arrived = func(_ context.Context, ref string) { enqueue(arrival{ref: ref}) }
+	h.Pulled = func(_ context.Context, ref string) { enqueue(arrival{ref: ref, pulled: true}) }
+	mark := eventMark{path: filepath.Join(a.stateDir, eventsFile)}
+	h.Since = mark.load(a.log)
+	h.Handled = mark.save
 	go d.Follow(ctx, a.log, h)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ref := <-queue:
+		case next := <-queue:
+			if next.pulled && p.PulledByEvent(ctx, next.ref) {
+				continue
+			}
 			pol, digest := p.Current()
 			rev, err := db.Revision(pol)
 			if err != nil {
 				continue
 			}
-			info, err := d.Inspect(ctx, ref)
+			info, err := d.Inspect(ctx, next.ref)
 			if err != nil {
 				continue
 			}
 			if _, err := v.Get(ctx, info.ID, rev, pol, digest, nil); err != nil {
-				a.log.WithError(err).WithField("image", ref).Warn("arrival scan failed")
+				a.log.WithError(err).WithField("image", next.ref).Warn("arrival scan failed")
 			}
 		}
+	}
+}
+
+// eventsFile keeps the time of the last daemon event handled.
+const eventsFile = "events.since"
+
+// eventMark persists the time of the last event handled, at most once a
+// second (a replay from a little earlier only repeats cached decisions).
+type eventMark struct {
+	path    string
+	written time.Time
+}
+
+// load returns the time to replay from: the mark, if it is recent enough
+// for the daemon to still hold its events, else zero (from now).
+func (m *eventMark) load(log logrus.FieldLogger) time.Time {
+	b, err := os.ReadFile(m.path)
+	if err != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil || time.Since(t) > 24*time.Hour || t.After(time.Now()) {
+		return time.Time{}
+	}
+	log.WithField("since", t).Info("replaying the daemon's events since the last one handled")
+	return t
+}
+
+func (m *eventMark) save(t time.Time) {
+	if t.Sub(m.written) < time.Second {
+		return
+	}
+	m.written = t
+	tmp := m.path + ".tmp"
+	if os.WriteFile(tmp, []byte(t.UTC().Format(time.RFC3339Nano)+"\n"), 0o600) == nil {
+		os.Rename(tmp, m.path)
 	}
 }
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -263,4 +265,59 @@ func TestBypassScopedNames(t *testing.T) {
 	g.d.MustCLI(t, "tag", "local:1", repo+":forged")
 	out, err := g.cli("create", repo+":forged", "/bin/true")
 	mustFail(t, "create of a locally tagged image under a repository's override", out, err, "denied", "threshold 200.00")
+}
+
+// TestBypassBuildBase: a classic build pulls its base image without
+// /images/create, so no pull gate sees it. The daemon's pull event does:
+// a failing base is removed and quarantined as after a docker pull, and
+// the image built on it does not run.
+func TestBypassBuildBase(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	vuln, clean := g.seedBoth(t, "/clean:1")
+	dir := t.TempDir()
+	build := func(tag, base string) (string, error) {
+		harness.WriteFile(t, filepath.Join(dir, "Dockerfile"), []byte("FROM "+base+"\nLABEL built=1\n"))
+		return g.cli("build", "--network", "none", "-t", tag, dir)
+	}
+	if out, err := build("onclean:1", clean); err != nil {
+		t.Fatalf("build on the clean base: %v\n%s", err, out)
+	}
+	// The base is removed as soon as it is pulled: the build then fails
+	// ("unknown parent image ID") or, when its steps won the race, makes
+	// an image that is checked below.
+	out, err := build("onvuln:1", vuln)
+	t.Logf("build on the failing base: %v\n%s", err, out)
+	harness.WaitFor(t, "the failing base's removal", 60*time.Second, func() bool { return !g.present(vuln) })
+	if !g.present(clean) {
+		t.Fatal("the clean base was removed")
+	}
+	quarantined := false
+	for _, q := range g.status(t).Quarantined {
+		quarantined = quarantined || slices.Contains(q.Refs, vuln)
+	}
+	if !quarantined {
+		t.Fatal("the failing base is not quarantined")
+	}
+	if g.present("onvuln:1") {
+		out, err := g.cli("create", "onvuln:1")
+		mustFail(t, "create of the image built on the failing base", out, err, "denied", "image score")
+	}
+}
+
+// TestPullReplayedAfterOutage: a pull that ended while the plugin was down
+// never reached its response phase. The plugin keeps the time of the last
+// daemon event it handled and, at its start, replays the events since:
+// the failing image is removed then. (The daemon here has no authz plugin
+// configured, so that it answers while the plugin is down.)
+func TestPullReplayedAfterOutage(t *testing.T) {
+	g := startGateWith(t, "", harness.DockerOptions{AuthzPlugins: []string{}})
+	defer g.dumpOnFailure(t)
+	vuln, _ := g.seedBoth(t, "/clean:1")
+	g.importAlpine(t, "before:1")
+	harness.WaitFor(t, "an event handled", 30*time.Second, func() bool { return g.p.Metric("divds_scans_total") >= 1 })
+	g.p.Proc.Stop()
+	g.d.MustCLI(t, "pull", vuln)
+	g.p.Restart()
+	harness.WaitFor(t, "the removal of the image pulled during the outage", 60*time.Second, func() bool { return !g.present(vuln) })
 }

@@ -51,7 +51,8 @@ func startGate(t *testing.T, policy string) *gate {
 }
 
 // startGateWith starts a gate whose dockerd has the given options (its
-// directory and plugins are the gate's).
+// directory is the gate's, and so are its plugins unless the options
+// name an empty list).
 func startGateWith(t *testing.T, policy string, dopts harness.DockerOptions) *gate {
 	t.Helper()
 	g := &gate{rs: harness.StartRsyslog(t), reg: harness.StartRegistry(t)}
@@ -64,7 +65,10 @@ func startGateWith(t *testing.T, policy string, dopts harness.DockerOptions) *ga
 		Bin: bin, StateDir: stateWith(t, "ubuntu-bionic-oval-2021-08-31.jsonl.zst", "alpine-secdb.jsonl.zst"),
 		Policy: g.policy, DockerHost: "unix://" + filepath.Join(dockerDir, "docker.sock"), Syslog: "unixgram://" + g.rs.Sock,
 	})
-	dopts.Dir, dopts.AuthzPlugins = dockerDir, []string{g.p.Name}
+	dopts.Dir = dockerDir
+	if dopts.AuthzPlugins == nil { // an empty list: the plugin only follows events
+		dopts.AuthzPlugins = []string{g.p.Name}
+	}
 	g.d = harness.StartDocker(t, dopts)
 	return g
 }

@@ -34,9 +34,19 @@ func TestMain(m *testing.M) {
 		// new row of the bypass tables is red without the fix.
 		bin = other
 		fmt.Fprintf(os.Stderr, "e2e: testing %s (DIVDS_E2E_BIN)\n", bin)
-	} else if out, err := exec.Command("go", "build", "-o", bin, "github.com/divds/divds/cmd/divds-authz").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build divds-authz: %v\n%s", err, out)
-		os.Exit(1)
+	} else {
+		args := []string{"build", "-o", bin}
+		if os.Getenv("DIVDS_E2E_RACE") == "1" {
+			// The plugin under the race detector, on the real daemon's
+			// concurrency; a race ends it (GORACE halt_on_error), which
+			// fails the test that saw it.
+			args = append(args, "-race")
+			os.Setenv("GORACE", "halt_on_error=1")
+		}
+		if out, err := exec.Command("go", append(args, "github.com/divds/divds/cmd/divds-authz")...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build divds-authz: %v\n%s", err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
