@@ -74,7 +74,9 @@ var routes = []route{
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/(start|restart)$`), ActStart},
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/exec$`), ActExec},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/load$`), ActLoad},
-	{[]string{"POST"}, regexp.MustCompile(`^/build$`), ActBuild},
+	// BuildKit builds: the CLI's session and buildx's gRPC endpoint run
+	// builds (and pull their bases) without /build.
+	{[]string{"POST"}, regexp.MustCompile(`^/(build|session|grpc)$`), ActBuild},
 	{[]string{"POST"}, regexp.MustCompile(`^/commit$`), ActCommit},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/(?P<name>.+)/tag$`), ActTag},
 	{[]string{"POST"}, regexp.MustCompile(`^/auth$`), ActAuth},

@@ -109,6 +109,8 @@ func TestParse(t *testing.T) {
 		{"doubled version prefix", "POST", "/v1.41/v1.41/containers/create", nil, nil, ActUnknown, "", false},
 		{"load", "POST", "/v1.41/images/load?quiet=1", nil, nil, ActLoad, "", false},
 		{"build", "POST", "/v1.41/build?t=x", nil, nil, ActBuild, "", false},
+		{"buildkit session", "POST", "/session", nil, nil, ActBuild, "", false},
+		{"buildx grpc", "POST", "/grpc", nil, nil, ActBuild, "", false},
 		{"ping", "HEAD", "/_ping", nil, nil, ActPing, "", false},
 		{"auth", "POST", "/v1.41/auth", nil, []byte(`{"password":"secret"}`), ActAuth, "", false},
 		{"plugin install", "POST", "/v1.41/plugins/pull?remote=reg/plug:1&name=plug", nil, []byte(`[]`), ActPluginInstall, "reg/plug:1", false},
