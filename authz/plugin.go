@@ -677,10 +677,10 @@ func (p *Plugin) remoteVerdict(ctx context.Context, action, when, ref, platform 
 // gateService decides a swarm service's create or update. Its tasks are
 // containers the daemon creates itself, never through /containers/create,
 // from the image each node pulls from the registry, or from the node's
-// own copy when that pull fails. So the local image (when this daemon
-// has it) must pass, and so must the registry's, unless the reference
-// pins a digest the local image already has. When the registry cannot be
-// read, a local image that passed decides; with neither, on_error does.
+// own copy when that pull fails. The image must be pinned by digest: a
+// tag is resolved again by every node at every task start. A pinned
+// image is the same everywhere: the local one decides when this daemon
+// has it, else the registry's; with neither readable, on_error does.
 func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Policy) decision {
 	ref := call.Image
 	if call.Rollback {
@@ -695,21 +695,19 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 		}
 		ref = img
 	}
+	if !pinned(ref) {
+		// Each node resolves a tag itself, whenever it (re)starts a task:
+		// a tag moved after this check would run an image no gate judged.
+		return decision{image: ref, reason: "not pinned",
+			msg: fmt.Sprintf("service of %s denied: the image is not pinned by digest, so the nodes could run another image than the one judged. Pin it (name@sha256:…); docker service create and update pin tags themselves unless --no-resolve-image is given", ref)}
+	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return p.daemonError(ctx, "service", ref, pol, err)
 	}
 	if err == nil {
-		local := p.verdictFor(ctx, "service", ref, info, pol)
-		if !local.allow || pinned(ref) {
-			return local
-		}
-		remote := p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
-		if remote.err == nil || local.err != nil {
-			return remote
-		}
-		local.reason = fmt.Sprintf("local image; the registry could not be read: %v", remote.err)
-		return local
+		// A local image found by the digest is the registry's image.
+		return p.verdictFor(ctx, "service", ref, info, pol)
 	}
 	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
 }

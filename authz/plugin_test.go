@@ -107,9 +107,11 @@ func (d *fakeDaemon) PluginName(_ context.Context, ref string) (string, error) {
 func (d *fakeDaemon) PreviousServiceImage(_ context.Context, service string) (string, error) {
 	switch service {
 	case "s-vuln":
-		return "app:vuln", nil
+		return "app:vuln@" + pin, nil
 	case "s-ok":
-		return "app:ok", nil
+		return "reg/app:ok@" + pin, nil
+	case "s-tag":
+		return "reg/app:ok", nil
 	}
 	return "", fmt.Errorf("%w: service %s", ErrNotFound, service)
 }
@@ -176,6 +178,10 @@ func images() *fakeDaemon {
 		// local copies of images whose registry cannot be read
 		"unreachable/app:ok":   {ID: "sha256:ok", RepoTags: []string{"unreachable/app:ok"}},
 		"unreachable/app:vuln": {ID: "sha256:vuln", RepoTags: []string{"unreachable/app:vuln"}},
+		// pinned references of local images (services)
+		"app:vuln@" + pin:             {ID: "sha256:vuln", RepoTags: []string{"app:vuln"}},
+		"unreachable/app:ok@" + pin:   {ID: "sha256:ok", RepoTags: []string{"unreachable/app:ok"}},
+		"unreachable/app:vuln@" + pin: {ID: "sha256:vuln", RepoTags: []string{"unreachable/app:vuln"}},
 	}}
 }
 
@@ -186,6 +192,9 @@ func req(method, uri string, body string) authorization.Request {
 func service(uri, image string) authorization.Request {
 	return req("POST", uri, fmt.Sprintf(`{"Name":"s1","TaskTemplate":{"ContainerSpec":{"Image":%q}}}`, image))
 }
+
+// pin is the digest the service rows pin their images by.
+const pin = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
 
 func TestGates(t *testing.T) {
 	tests := []struct {
@@ -235,19 +244,22 @@ func TestGates(t *testing.T) {
 		{"remove self by ID", nil, req("DELETE", "/v1.41/plugins/2c74d4c3c0aa10ae?force=1", ""), false, []string{"refused"}},
 		{"disable self allowed", func(p *scoring.Policy) { p.AllowPluginAdmin = true }, req("POST", "/plugins/divds:latest/disable", ""), true, nil},
 		{"disable another plugin", nil, req("POST", "/plugins/other/disable", ""), true, nil},
-		{"service of a failing registry image", nil, service("/v1.41/services/create", "reg/app:vuln"), false,
-			[]string{"service of reg/app:vuln denied before its tasks run (scanned in its registry): image score 238.50", "divds-authz scan --remote reg/app:vuln"}},
-		{"service of a clean registry image", nil, service("/v1.41/services/create", "reg/app:ok"), true, nil},
-		{"service update to a failing image", nil, service("/v1.41/services/s1/update?version=3", "reg/app:vuln"), false, []string{"denied"}},
-		{"service of a failing local image", nil, service("/services/create", "app:vuln"), false, []string{"service of app:vuln denied: image score"}},
-		{"service of a clean local image, registry unreadable", nil, service("/services/create", "unreachable/app:ok"), true, nil},
-		{"service of a failing local image, registry unreadable", nil, service("/services/create", "unreachable/app:vuln"), false, []string{"denied"}},
-		{"service of an image in no readable place", nil, service("/services/create", "unreachable/new:1"), false,
-			[]string{"service of unreachable/new:1 denied: the image could not be scanned in its registry", "connection refused", "serve --registry-auth"}},
-		{"service, on_error allow", func(p *scoring.Policy) { p.OnError = scoring.OnErrorAllow }, service("/services/create", "unreachable/new:1"), true, nil},
-		{"service create with a rollback parameter", nil, service("/v1.41/services/create?rollback=previous", "reg/app:vuln"), false, []string{"service of reg/app:vuln denied"}},
-		{"service rollback to a failing image", nil, req("POST", "/v1.41/services/s-vuln/update?version=4&rollback=previous", `{}`), false, []string{"service of app:vuln denied"}},
+		{"service of a failing registry image", nil, service("/v1.41/services/create", "reg/app:vuln@"+pin), false,
+			[]string{"service of reg/app:vuln@" + pin + " denied before its tasks run (scanned in its registry): image score 238.50", "divds-authz scan --remote reg/app:vuln@" + pin}},
+		{"service of a clean registry image", nil, service("/v1.41/services/create", "reg/app:ok@"+pin), true, nil},
+		{"service update to a failing image", nil, service("/v1.41/services/s1/update?version=3", "reg/app:vuln@"+pin), false, []string{"denied"}},
+		{"service of a failing local image", nil, service("/services/create", "app:vuln@"+pin), false, []string{"service of app:vuln@" + pin + " denied: image score"}},
+		{"service of a clean local image, registry unreadable", nil, service("/services/create", "unreachable/app:ok@"+pin), true, nil},
+		{"service of a failing local image, registry unreadable", nil, service("/services/create", "unreachable/app:vuln@"+pin), false, []string{"denied"}},
+		{"service of an image in no readable place", nil, service("/services/create", "unreachable/new:1@"+pin), false,
+			[]string{"service of unreachable/new:1@" + pin + " denied: the image could not be scanned in its registry", "connection refused", "serve --registry-auth"}},
+		{"service, on_error allow", func(p *scoring.Policy) { p.OnError = scoring.OnErrorAllow }, service("/services/create", "unreachable/new:1@"+pin), true, nil},
+		{"service of an unpinned tag", nil, service("/services/create", "reg/app:ok"), false, []string{"not pinned by digest", "--no-resolve-image"}},
+		{"service of an unpinned local tag", nil, service("/services/create", "app:ok"), false, []string{"not pinned by digest"}},
+		{"service create with a rollback parameter", nil, service("/v1.41/services/create?rollback=previous", "reg/app:vuln@"+pin), false, []string{"service of reg/app:vuln@" + pin + " denied"}},
+		{"service rollback to a failing image", nil, req("POST", "/v1.41/services/s-vuln/update?version=4&rollback=previous", `{}`), false, []string{"service of app:vuln@" + pin + " denied"}},
 		{"service rollback to a clean image", nil, req("POST", "/v1.41/services/s-ok/update?rollback=previous", `{}`), true, nil},
+		{"service rollback to an unpinned image", nil, req("POST", "/v1.41/services/s-tag/update?rollback=previous", `{}`), false, []string{"not pinned"}},
 		{"service rollback without a previous spec", nil, req("POST", "/v1.41/services/s-new/update?rollback=previous", `{}`), true, nil},
 		{"service, run gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionPull} }, service("/services/create", "reg/app:vuln"), true, nil},
 		{"service without a container spec", nil, req("POST", "/services/create", `{"TaskTemplate":{"PluginSpec":{}}}`), false, []string{"request refused", "without an image"}},

@@ -832,10 +832,19 @@ func TestServiceGate(t *testing.T) {
 	out, err := g.cli("service", "create", "--detach", "--name", "bad", vuln, "sleep", "300")
 	mustFail(t, "service create of a failing image", out, err, "service of "+vuln, "denied before its tasks run", "image score "+bionicScore)
 	// A create ignores a rollback parameter: the gate must too.
-	code, body := rawRequest(t, g.d.Sock, "POST /v1.41/services/create?rollback=previous", map[string]string{"Content-Type": "application/json"},
-		[]byte(`{"Name":"rb","TaskTemplate":{"ContainerSpec":{"Image":"`+vuln+`","Args":["sleep","300"]}}}`), false)
-	if code != http.StatusForbidden {
+	spec := func(name, image string) []byte {
+		return []byte(`{"Name":"` + name + `","TaskTemplate":{"ContainerSpec":{"Image":"` + image + `","Args":["sleep","300"]}}}`)
+	}
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	code, body := rawRequest(t, g.d.Sock, "POST /v1.41/services/create?rollback=previous", jsonCT, spec("rb", vuln+"@"+g.reg.Digest(t, "bionic", "vuln")), false)
+	if code != http.StatusForbidden || !strings.Contains(body, "image score") {
 		t.Fatalf("service create with a rollback parameter: %d %s", code, body)
+	}
+	// A tag the API client did not pin is resolved by each node at each
+	// task start: the gate cannot know what will run.
+	code, body = rawRequest(t, g.d.Sock, "POST /v1.41/services/create", jsonCT, spec("tag", clean), false)
+	if code != http.StatusForbidden || !strings.Contains(body, "not pinned by digest") {
+		t.Fatalf("service create of an unpinned tag: %d %s", code, body)
 	}
 	if out, _ := g.cli("service", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Fatalf("a denied service exists: %s", out)

@@ -49,3 +49,23 @@ http:
 	})
 	return r
 }
+
+// Digest returns the manifest digest the registry serves for repo:tag.
+func (r *Registry) Digest(t testing.TB, repo, tag string) string {
+	t.Helper()
+	req, err := http.NewRequest("HEAD", "http://"+r.Addr+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	d := res.Header.Get("Docker-Content-Digest")
+	if res.StatusCode != 200 || d == "" {
+		t.Fatalf("HEAD %s/%s:%s: %s, digest %q", r.Addr, repo, tag, res.Status, d)
+	}
+	return d
+}
