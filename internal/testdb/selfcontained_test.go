@@ -1,4 +1,7 @@
-package testdata
+package testdb
+
+// This test lives here, not beside package testdata: go ./... patterns
+// skip directories named testdata, so a test there would never run.
 
 import (
 	"bytes"
@@ -7,13 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/divds/divds/internal/testdata"
 )
 
 // TestNothingReadsOutsideTheRepository keeps a fresh clone self-sufficient:
 // no code, script or build file may point at a directory beside the
 // repository (the test data collection the project was started from).
 func TestNothingReadsOutsideTheRepository(t *testing.T) {
-	root := Root(t)
+	root := testdata.Root(t)
 	needle := []byte("../" + "shared")
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
