@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -790,6 +791,16 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 		if allTags {
 			// Every tag of the repository that names this image.
 			refs = reposTags(img, ref)
+		}
+		// Every other name of the image goes too: a tag added while the
+		// pull ran (docker tag of the pulled name into another
+		// repository) would keep the image, and its ID, alive.
+		if now, err := p.opts.Daemon.Inspect(ctx, img.ID); err == nil {
+			for _, r := range append(now.RepoTags, now.RepoDigests...) {
+				if !slices.Contains(refs, r) {
+					refs = append(refs, r)
+				}
+			}
 		}
 		var untagErrs []string
 		for _, r := range refs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,22 @@ func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {
 	}
 	if i, ok := d.images[ref]; ok {
 		return i, nil
+	}
+	if strings.HasPrefix(ref, "sha256:") {
+		// By ID: every name the image has now.
+		var info ImageInfo
+		for name, i := range d.images {
+			if i.ID == ref {
+				info.ID = ref
+				if !strings.Contains(name, "@") {
+					info.RepoTags = append(info.RepoTags, name)
+				}
+			}
+		}
+		if info.ID != "" {
+			sort.Strings(info.RepoTags)
+			return info, nil
+		}
 	}
 	return ImageInfo{}, fmt.Errorf("%w: %s", ErrNotFound, ref)
 }
@@ -346,7 +363,8 @@ func TestPullAfterRemovesAndQuarantines(t *testing.T) {
 	if res.Allow || !strings.Contains(res.Msg, "removed and quarantined") {
 		t.Fatalf("%+v", res)
 	}
-	if len(d.untags) != 1 || d.untags[0] != "app:vuln" {
+	// The pulled name first, then every other name of the same image.
+	if !slices.Equal(d.untags, []string{"app:vuln", "unreachable/app:vuln"}) {
 		t.Fatalf("untags %v", d.untags)
 	}
 	// A streamed pull reports status 0 and is checked the same way.
@@ -543,7 +561,9 @@ func TestPulledByEvent(t *testing.T) {
 	if !p.PulledByEvent(ctx, "app:ok") || len(d.untags) != 0 || len(rec.recs) != 0 {
 		t.Fatalf("a clean pull: untags %v, records %d", d.untags, len(rec.recs))
 	}
-	if !p.PulledByEvent(ctx, "app:vuln") || !slices.Equal(d.untags, []string{"app:vuln"}) {
+	// The image got a second name while the pull ran: that goes too.
+	d.images["elsewhere/copy:1"] = d.images["app:vuln"]
+	if !p.PulledByEvent(ctx, "app:vuln") || !slices.Equal(d.untags, []string{"app:vuln", "elsewhere/copy:1", "unreachable/app:vuln"}) {
 		t.Fatalf("a failing pull: untags %v", d.untags)
 	}
 	if r := rec.recs[len(rec.recs)-1]; r.Phase != "event" || r.Decision != "deny" || r.Reason != "removed after pull" {
