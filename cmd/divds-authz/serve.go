@@ -86,6 +86,9 @@ type dbState struct {
 func (d *dbState) Revision(pol *scoring.Policy) (uint64, error) {
 	meta, ok := d.h.Meta()
 	if !ok {
+		if err := d.h.Err(); errors.Is(err, vulnstore.ErrCorrupt) {
+			return 0, fmt.Errorf("%w: %w", errNoDatabase, err)
+		}
 		return 0, fmt.Errorf("%w at the state directory: run `divds-authz db update`", errNoDatabase)
 	}
 	oldest, err := d.oldestFor(meta.Revision)
@@ -144,6 +147,9 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer handle.Close()
+	if err := handle.Err(); errors.Is(err, vulnstore.ErrCorrupt) {
+		log.WithError(err).Error("no usable vulnerability database: every gated action follows on_error until it is replaced")
+	}
 	db := &dbState{h: handle}
 
 	dc, err := dockerClient(f.dockerHost)

@@ -28,8 +28,11 @@ func (e *PanicError) Error() string {
 }
 
 // Run calls fn and returns its error, or a *PanicError naming what if fn
-// panics.
+// panics. A memory fault in fn (a read of a memory-mapped database file
+// that was truncated or damaged under it) is a panic too, not the end of
+// the process: it is turned into one for the calling goroutine.
 func Run(what string, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{What: what, Value: r, Stack: debug.Stack()}

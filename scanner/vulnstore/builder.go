@@ -17,6 +17,8 @@ import (
 	"github.com/quay/claircore"
 	"github.com/quay/claircore/libvuln/driver"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/divds/divds/internal/guard"
 )
 
 // BuildOptions configure a Builder.
@@ -171,8 +173,14 @@ func (b *Builder) put(bucket, key, value []byte) error {
 // from the clock, above any counter a database here could have reached.
 func lastRevision(path string) uint64 {
 	var rev uint64
-	if db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: time.Second}); err == nil {
-		db.View(func(tx *bolt.Tx) error {
+	// A damaged file can fault or panic in bbolt: then the clock seeds it.
+	guard.Run("read the revision of "+path, func() error {
+		db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.View(func(tx *bolt.Tx) error {
 			if m := tx.Bucket(bucketMeta); m != nil {
 				if v := m.Get(keyRevision); len(v) == 8 {
 					rev = binary.BigEndian.Uint64(v)
@@ -180,8 +188,7 @@ func lastRevision(path string) uint64 {
 			}
 			return nil
 		})
-		db.Close()
-	}
+	})
 	if rev == 0 {
 		rev = uint64(time.Now().Unix())
 	}
@@ -355,7 +362,7 @@ func (b *Builder) copyForward(ctx context.Context) error {
 	if b.old == nil {
 		return nil
 	}
-	return b.old.db.View(func(tx *bolt.Tx) error {
+	return b.old.view(func(tx *bolt.Tx) error {
 		r := reader{s: b.old, tx: tx, blobs: tx.Bucket(bucketBlobs)}
 		names := map[uint64]string{}
 		remap := func(id uint64) (uint64, error) {

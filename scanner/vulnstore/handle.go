@@ -19,6 +19,10 @@ type Handle struct {
 	cur  *ref
 	ino  uint64
 	size int64
+	// bad is the file that failed to open (by inode and size) and why:
+	// it is not opened again until it changes.
+	bad    [2]int64
+	badErr error
 }
 
 type ref struct {
@@ -27,14 +31,28 @@ type ref struct {
 	dead bool
 }
 
-// NewHandle opens the database at path. A missing database is not an
-// error: Acquire reports it until Reload finds one.
+// NewHandle opens the database at path. A missing or corrupt database is
+// not an error: a plugin must serve (on_error decides), and Acquire and
+// Err report the problem until Reload finds a good file.
 func NewHandle(path string) (*Handle, error) {
 	h := &Handle{path: path}
-	if _, err := h.Reload(); err != nil && !errors.Is(err, ErrNotExist) {
+	if _, err := h.Reload(); err != nil && !errors.Is(err, ErrNotExist) && !errors.Is(err, ErrCorrupt) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// Err says why no database is in use (nil when one is).
+func (h *Handle) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.cur != nil:
+		return nil
+	case h.badErr != nil:
+		return h.badErr
+	}
+	return fmt.Errorf("%w at %s: run `divds-authz db update`", ErrNotExist, h.path)
 }
 
 // Acquire returns the current Store and a release function, or an error
@@ -43,6 +61,9 @@ func (h *Handle) Acquire() (*Store, func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.cur == nil {
+		if h.badErr != nil {
+			return nil, nil, h.badErr
+		}
 		return nil, nil, fmt.Errorf("%w at %s: run `divds-authz db update`", ErrNotExist, h.path)
 	}
 	r := h.cur
@@ -77,15 +98,26 @@ func (h *Handle) Reload() (bool, error) {
 	}
 	h.mu.Lock()
 	same := h.cur != nil && h.ino == ino && h.size == st.Size()
+	knownBad := h.badErr != nil && h.bad == [2]int64{int64(ino), st.Size()}
 	h.mu.Unlock()
 	if same {
 		return false, nil
 	}
+	if knownBad {
+		// Reported when it was found; a new file is tried at once.
+		return false, nil
+	}
 	s, err := Open(h.path)
 	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			h.mu.Lock()
+			h.bad, h.badErr = [2]int64{int64(ino), st.Size()}, err
+			h.mu.Unlock()
+		}
 		return false, err
 	}
 	h.mu.Lock()
+	h.badErr = nil
 	old := h.cur
 	h.cur, h.ino, h.size = &ref{s: s}, ino, st.Size()
 	closeOld := false

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/divds/divds/internal/guard"
 	"github.com/divds/divds/internal/safejson"
 	"github.com/quay/claircore"
 	"github.com/quay/claircore/datastore"
@@ -44,6 +45,11 @@ var (
 
 // ErrNotExist is returned by Open when there is no database yet.
 var ErrNotExist = errors.New("no vulnerability database")
+
+// ErrCorrupt is returned by Open for a file that is not a whole DIVDS
+// database: truncated, damaged, or something else. The gates treat it
+// like a missing database.
+var ErrCorrupt = errors.New("vulnerability database is corrupt")
 
 // Kind says what an updater stores.
 type Kind string
@@ -108,23 +114,56 @@ func Path(stateDir string) string { return filepath.Join(stateDir, FileName) }
 // Open opens the database at path read-only. It maps the file and reads
 // only the metadata, so it is fast whatever the size.
 func Open(path string) (*Store, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w at %s: run `divds-authz db update` (or `db import`)", ErrNotExist, path)
 	}
-	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open vulnerability database %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, dists: map[uint64]*claircore.Distribution{}, repos: map[uint64]*claircore.Repository{},
-		pkgs: map[uint64]*claircore.Package{}, strs: map[uint64]string{}}
-	err = db.View(func(tx *bolt.Tx) error {
-		m, err := readMeta(tx)
-		s.meta = m
-		return err
+	corrupt := func(cause error) error {
+		return fmt.Errorf("%w: %s: %v. Recover: remove it and run `divds-authz db update` (or `db import` of a bundle)", ErrCorrupt, path, cause)
+	}
+	var s *Store
+	// bbolt maps the file: a truncated or damaged one faults or fails
+	// an assertion on the first read of a missing page. Either is this
+	// file's error, never the process's end.
+	err = guard.Run("open "+path, func() error {
+		db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+		if err != nil {
+			if errors.Is(err, bolt.ErrTimeout) {
+				return fmt.Errorf("open vulnerability database %s: %w", path, err)
+			}
+			return corrupt(err)
+		}
+		s = &Store{db: db, path: path, dists: map[uint64]*claircore.Distribution{}, repos: map[uint64]*claircore.Repository{},
+			pkgs: map[uint64]*claircore.Package{}, strs: map[uint64]string{}}
+		err = db.View(func(tx *bolt.Tx) error {
+			// The meta page names the last page in use: a file shorter
+			// than that was cut off (a copy that ended early, a full
+			// disk), and reading its pages would fault.
+			if want := tx.Size(); st.Size() < want {
+				return corrupt(fmt.Errorf("truncated: %d bytes of %d", st.Size(), want))
+			}
+			m, err := readMeta(tx)
+			s.meta = m
+			return err
+		})
+		if err != nil {
+			db.Close()
+			if errors.Is(err, ErrCorrupt) {
+				return err
+			}
+			return fmt.Errorf("open vulnerability database %s: %w", path, err)
+		}
+		return nil
 	})
+	var pe *guard.PanicError
+	if errors.As(err, &pe) {
+		return nil, corrupt(fmt.Errorf("%v", pe.Value))
+	}
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open vulnerability database %s: %w", path, err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -158,6 +197,23 @@ func readMeta(tx *bolt.Tx) (Meta, error) {
 // Close releases the file.
 func (s *Store) Close() error { return s.db.Close() }
 
+// view runs a read transaction. A page damaged after the file was opened
+// (Open checked the file's length and metadata, not every page) faults or
+// fails one of bbolt's assertions: that is an ErrCorrupt for this read,
+// not a crash of the plugin that every docker command waits for.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	var inner error
+	err := guard.Run("read "+s.path, func() error {
+		inner = s.db.View(fn)
+		return nil
+	})
+	var pe *guard.PanicError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%w: %s: %v. Recover: remove it and run `divds-authz db update` (or `db import` of a bundle)", ErrCorrupt, s.path, pe.Value)
+	}
+	return inner
+}
+
 // Meta returns the database's metadata.
 func (s *Store) Meta() Meta { return s.meta }
 
@@ -170,14 +226,14 @@ func (s *Store) Path() string { return s.path }
 // Size is the file's size in bytes.
 func (s *Store) Size() int64 {
 	var n int64
-	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	s.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }
 
 // Updaters lists what the store knows of every updater, by name.
 func (s *Store) Updaters() ([]UpdaterInfo, error) {
 	var out []UpdaterInfo
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUpdaters).ForEach(func(k, v []byte) error {
 			var u UpdaterInfo
 			if err := json.Unmarshal(v, &u); err != nil {
@@ -227,7 +283,7 @@ func indexPrefix(kind, name string) []byte {
 // constraint in opts. The result maps Package.ID to vulnerabilities.
 func (s *Store) Get(ctx context.Context, records []*claircore.IndexRecord, opts datastore.GetOpts) (map[string][]*claircore.Vulnerability, error) {
 	out := make(map[string][]*claircore.Vulnerability, len(records))
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		r := reader{s: s, tx: tx, vulns: tx.Bucket(bucketVulns), blobs: tx.Bucket(bucketBlobs), cache: map[uint64]*claircore.Vulnerability{}}
 		idx := tx.Bucket(bucketIndex).Cursor()
 		for _, rec := range records {
@@ -526,7 +582,7 @@ func cachedBlob[T any](r *reader, id uint64, cache map[uint64]*T) (*T, error) {
 // kind carrying any of tags.
 func (s *Store) GetEnrichment(ctx context.Context, kind string, tags []string) ([]driver.EnrichmentRecord, error) {
 	var out []driver.EnrichmentRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEnrich).Cursor()
 		r := reader{s: s, tx: tx, blobs: tx.Bucket(bucketBlobs)}
 		seen := map[uint64]bool{}
@@ -555,7 +611,7 @@ func (s *Store) GetEnrichment(ctx context.Context, kind string, tags []string) (
 // EachVulnerability calls fn for every stored vulnerability, grouped by
 // updater (a Builder writes each updater's records contiguously).
 func (s *Store) EachVulnerability(ctx context.Context, fn func(updater string, v *claircore.Vulnerability) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		r := reader{s: s, tx: tx, vulns: tx.Bucket(bucketVulns), blobs: tx.Bucket(bucketBlobs)}
 		c := r.vulns.Cursor()
 		for k, raw := c.First(); k != nil; k, raw = c.Next() {
@@ -583,7 +639,7 @@ func (s *Store) EachVulnerability(ctx context.Context, fn func(updater string, v
 
 // EachEnrichment calls fn for every stored enrichment record, by updater.
 func (s *Store) EachEnrichment(ctx context.Context, fn func(updater string, rec driver.EnrichmentRecord) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		r := reader{s: s, tx: tx, blobs: tx.Bucket(bucketBlobs)}
 		seen := map[string]bool{}
 		c := tx.Bucket(bucketEnrich).Cursor()

@@ -25,7 +25,7 @@ func (s *Store) Verify(ctx context.Context) error {
 		}
 	}
 	got := map[string]int{}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketVulns).Cursor()
 		rr := reader{s: s, tx: tx, vulns: tx.Bucket(bucketVulns), blobs: tx.Bucket(bucketBlobs)}
 		for k, v := c.First(); k != nil; k, v = c.Next() {
