@@ -333,7 +333,7 @@ func TestDigestStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Parse("b.yaml", []byte("# nothing set\n"))
+	b, err := Parse("b.yaml", []byte("mode: enforce # the default\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,17 @@ func Parse(file string, data []byte) (*Policy, error) {
 	}
 	p := &parser{file: file}
 	pol := Default()
+	// An empty file (or one of only comments) is refused, not read as
+	// the defaults: it is what a policy cut short by a failed write or an
+	// editor's truncation looks like, and taking it would silently relax
+	// the admin's threshold and whitelist scopes.
+	empty := &PolicyError{File: file, Msg: "the file is empty or holds only comments; to enforce the defaults, write them: divds-authz policy default > " + file}
 	if len(doc.Content) == 0 {
-		return pol, nil
+		return nil, empty
 	}
 	root := resolve(doc.Content[0])
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return pol, nil
+		return nil, empty
 	}
 	p.policy(root, pol)
 	if len(p.errs) > 0 {

@@ -165,7 +165,7 @@ func BenchmarkPluginLatency(b *testing.B) {
 	importBundle(b, state, "alpine-secdb.jsonl.zst")
 	dir := harness.TempDir(b, "divds-d-")
 	policy := filepath.Join(b.TempDir(), "policy.yaml")
-	harness.WriteFile(b, policy, []byte("# the defaults\n"))
+	harness.WriteFile(b, policy, []byte("mode: enforce # the defaults\n"))
 	p := harness.StartPlugin(b, harness.PluginOptions{Bin: bin, StateDir: state, Policy: policy,
 		DockerHost: "unix://" + filepath.Join(dir, "docker.sock"), Syslog: "unixgram://" + rs.Sock})
 	allow := startAllowAll(b)

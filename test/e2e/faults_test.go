@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,4 +63,32 @@ func TestDamagedDatabase(t *testing.T) {
 		_, err := g.cli("create", "clean:local", "/bin/true")
 		return err == nil
 	})
+}
+
+// TestEmptiedPolicy: a policy file emptied (a write cut short, an editor's
+// truncation) was read as the defaults on reload, relaxing θ from 150 to
+// 200 in the case reported. It is refused like any invalid policy; the
+// one in force stays.
+func TestEmptiedPolicy(t *testing.T) {
+	g := startGate(t, "threshold: 900\n")
+	defer g.dumpOnFailure(t)
+	g.importBionic(t, "bionic:local") // scores 856.05: allowed under θ 900 only
+	g.reload(t, "threshold: 900\n")
+	for i, emptied := range []string{"", "# only a comment\n"} {
+		harness.WriteFile(t, g.policy, []byte(emptied))
+		g.p.Proc.Signal(syscall.SIGHUP)
+		harness.WaitFor(t, "the refusal", 20*time.Second, func() bool {
+			return strings.Count(g.p.Proc.Tail(), "policy reload (SIGHUP) refused") > i
+		})
+		if !strings.Contains(g.p.Proc.Tail(), "the file is empty") {
+			t.Fatalf("the refusal does not say why:\n%s", g.p.Proc.Tail())
+		}
+		if out, err := g.cli("create", "bionic:local", "/bin/true"); err != nil {
+			t.Fatalf("the policy in force (θ 900) changed: %v\n%s", err, out)
+		}
+	}
+	out, err := harness.Run(t.Context(), nil, bin, "policy", "check", g.policy)
+	if err == nil || !strings.Contains(out, "empty") {
+		t.Fatalf("policy check of an emptied file: %v\n%s", err, out)
+	}
 }

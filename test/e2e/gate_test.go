@@ -59,7 +59,7 @@ func startGateWith(t *testing.T, policy string, dopts harness.DockerOptions) *ga
 	dir := harness.TempDir(t, "divds-g-")
 	g.policy = filepath.Join(dir, "policy.yaml")
 	g.tars = dir
-	harness.WriteFile(t, g.policy, []byte(policy))
+	harness.WriteFile(t, g.policy, policyFile(policy))
 	dockerDir := harness.TempDir(t, "divds-d-")
 	g.p = harness.StartPlugin(t, harness.PluginOptions{
 		Bin: bin, StateDir: stateWith(t, "ubuntu-bionic-oval-2021-08-31.jsonl.zst", "alpine-secdb.jsonl.zst"),
@@ -154,9 +154,18 @@ func (g *gate) present(ref string) bool {
 	return err == nil
 }
 
+// policyFile is the file for a policy; "" stands for the defaults, which
+// an empty file no longer means (an empty policy is refused).
+func policyFile(policy string) []byte {
+	if policy == "" {
+		policy = "mode: enforce # the defaults\n"
+	}
+	return []byte(policy)
+}
+
 func (g *gate) reload(t *testing.T, policy string) {
 	t.Helper()
-	harness.WriteFile(t, g.policy, []byte(policy))
+	harness.WriteFile(t, g.policy, policyFile(policy))
 	if err := g.p.Proc.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
