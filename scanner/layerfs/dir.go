@@ -163,8 +163,9 @@ func (d *dirReader) readFile(p string, st *unix.Stat_t) error {
 		d.fs.Skipped = append(d.fs.Skipped, fmt.Sprintf("%s: has %d hardlinks; refused, a link could reach outside the layer", p, st.Nlink))
 		return nil
 	}
-	if st.Size > d.lim.MaxFile {
-		return fmt.Errorf("%s in layer %s is %d bytes, larger than the %d allowed", p, d.root, st.Size, d.lim.MaxFile)
+	limit := d.lim.maxFor(p)
+	if st.Size > limit {
+		return fmt.Errorf("%s in layer %s is %d bytes, larger than the %d allowed", p, d.root, st.Size, limit)
 	}
 	fd, err := unix.Openat2(d.fd, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC, Resolve: resolveFlags})
 	if err != nil {
@@ -180,12 +181,12 @@ func (d *dirReader) readFile(p string, st *unix.Stat_t) error {
 	if st2.Mode&unix.S_IFMT != unix.S_IFREG || st2.Ino != st.Ino || st2.Nlink > 1 {
 		return fmt.Errorf("%s in layer %s changed while it was read", p, d.root)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, d.lim.MaxFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return fmt.Errorf("read %s in layer %s: %w", p, d.root, err)
 	}
-	if int64(len(data)) > d.lim.MaxFile {
-		return fmt.Errorf("%s in layer %s grew past the %d bytes allowed", p, d.root, d.lim.MaxFile)
+	if int64(len(data)) > limit {
+		return fmt.Errorf("%s in layer %s grew past the %d bytes allowed", p, d.root, limit)
 	}
 	return d.fs.addFile(p, data, d.lim)
 }

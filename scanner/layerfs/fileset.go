@@ -2,15 +2,22 @@ package layerfs
 
 import (
 	"fmt"
+	"path"
 	"sort"
 )
 
 // Limits bound what is read from one image. The zero value takes the
 // defaults.
 type Limits struct {
-	// MaxFile is the largest wanted file read. Default 256 MiB (an RPM
-	// database of a large RHEL image is tens of MB).
+	// MaxFile is the largest file read of rpm's database directories.
+	// Default 256 MiB (an RPM database of a large RHEL image is tens of
+	// MB).
 	MaxFile int64
+	// MaxText is the largest of every other wanted file: the text package
+	// databases (dpkg status, apk installed) and release files. Default
+	// 32 MiB: real ones are 1 to 5 MB, and parsing a hostile 200 MB one
+	// took 2.4 GB of memory.
+	MaxText int64
 	// MaxTotal bounds all wanted files of one layer together. Default 512 MiB.
 	MaxTotal int64
 	// MaxEntries bounds the entries of one tar layer (headers read).
@@ -24,6 +31,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxFile == 0 {
 		l.MaxFile = 256 << 20
 	}
+	if l.MaxText == 0 {
+		l.MaxText = 32 << 20
+	}
 	if l.MaxTotal == 0 {
 		l.MaxTotal = 512 << 20
 	}
@@ -34,6 +44,14 @@ func (l Limits) withDefaults() Limits {
 		l.MaxHeader = 1 << 20
 	}
 	return l
+}
+
+// maxFor is the size limit of the wanted file p.
+func (l Limits) maxFor(p string) int64 {
+	if d := path.Dir(p); d == "var/lib/rpm" || d == "usr/lib/sysimage/rpm" {
+		return l.MaxFile
+	}
+	return min(l.MaxText, l.MaxFile)
 }
 
 // Kind is the kind of an entry.

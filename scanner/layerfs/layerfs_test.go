@@ -112,6 +112,10 @@ func TestTarRejects(t *testing.T) {
 		{"hardlink traversal", []tarEntry{{name: "var/lib/dpkg/status", typ: tar.TypeLink, link: "../../../etc/shadow"}}, Limits{}, "climbs out"},
 		{"file too large", []tarEntry{{name: "var/lib/dpkg/status", body: strings.Repeat("x", 2000)}}, Limits{MaxFile: 1000}, "larger than"},
 		{"too many entries", []tarEntry{{name: "a"}, {name: "b"}, {name: "c"}}, Limits{MaxEntries: 2}, "more than 2 entries"},
+		// A text package database over 32 MiB (real ones are 1 to 5 MB):
+		// parsing a hostile 200 MB one took 2.4 GB.
+		{"dpkg status over the text limit", []tarEntry{{name: "var/lib/dpkg/status", body: strings.Repeat("x", 32<<20+1)}}, Limits{}, "var/lib/dpkg/status is 33554433 bytes, larger than the 33554432 allowed"},
+		{"apk database over the text limit", []tarEntry{{name: "lib/apk/db/installed", body: strings.Repeat("x", 2000)}}, Limits{MaxText: 1000}, "larger than the 1000 allowed"},
 		{"huge header", []tarEntry{{name: "etc/" + strings.Repeat("x", 5000), typ: tar.TypeSymlink, link: strings.Repeat("y", 5000)}}, Limits{MaxHeader: 4096}, "header"},
 	}
 	for _, tt := range tests {

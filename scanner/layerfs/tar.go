@@ -78,8 +78,8 @@ func (fs *FileSet) addTarEntry(tr *tar.Reader, hdr *tar.Header, name string, lim
 		if !Wanted(name) {
 			return nil
 		}
-		if hdr.Size > lim.MaxFile {
-			return fmt.Errorf("%s is %d bytes, larger than the %d allowed", name, hdr.Size, lim.MaxFile)
+		if limit := lim.maxFor(name); hdr.Size > limit {
+			return fmt.Errorf("%s is %d bytes, larger than the %d allowed", name, hdr.Size, limit)
 		}
 		data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
 		if err != nil {
