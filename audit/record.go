@@ -24,13 +24,16 @@ type Record struct {
 	Counts    map[string]int `json:"counts,omitempty"`
 	Approved  int            `json:"approved,omitempty"`
 	Top       []string       `json:"top,omitempty"`
-	Reason    string         `json:"reason,omitempty"`
-	Error     string         `json:"error,omitempty"`
-	Revision  uint64         `json:"db_revision,omitempty"`
-	Sample    bool           `json:"db_sample,omitempty"`
-	Policy    string         `json:"policy_digest,omitempty"`
-	Duration  float64        `json:"duration_ms"`
-	Phase     string         `json:"phase"` // request or response
+	// Coverage says whether the image could be diagnosed (diagnosed,
+	// no-data, unknown-distribution, no-packages).
+	Coverage string  `json:"coverage,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Revision uint64  `json:"db_revision,omitempty"`
+	Sample   bool    `json:"db_sample,omitempty"`
+	Policy   string  `json:"policy_digest,omitempty"`
+	Duration float64 `json:"duration_ms"`
+	Phase    string  `json:"phase"` // request or response
 }
 
 // Auditor receives records. Implementations must not block the caller.

@@ -195,6 +195,7 @@ func (p *Plugin) record(ctx context.Context, action Action, phase string, start 
 	if v := d.verdict; v != nil {
 		rec.Verdict, rec.Score, rec.Threshold, rec.Exceeded = string(v.Verdict), v.Score.String(), v.Threshold.String(), v.Exceeded
 		rec.Counts, rec.Approved, rec.Top, rec.Revision, rec.Sample = v.Counts.Unapproved, v.Approved, v.Top, v.Revision, v.Sample
+		rec.Coverage = v.Coverage
 		rec.Mode = string(v.Mode)
 		if p.opts.Metrics != nil && v.Cached {
 			p.opts.Metrics.cacheHits.Inc()

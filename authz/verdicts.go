@@ -56,6 +56,8 @@ type Verdict struct {
 	// ValidUntil is when a whitelist entry it counted lapses (zero:
 	// never); the cache does not answer with it from then on.
 	ValidUntil time.Time `json:"valid_until,omitzero"`
+	// Coverage is how far the image could be diagnosed (scoring.Coverage).
+	Coverage string `json:"coverage,omitempty"`
 	// Cached is set when the verdict came from the cache.
 	Cached bool `json:"-"`
 }
@@ -212,7 +214,7 @@ func (v *Verdicts) evaluate(rep *report.Report, id string, rev uint64, pol *scor
 		ImageID: id, Revision: rev, PolicyDigest: digest, Verdict: res.Verdict, Exceeded: res.Exceeded,
 		Mode: res.Mode, Score: res.Score, Threshold: res.Threshold, Summary: res.Summary(),
 		Counts: r.Evaluation.Counts, Approved: res.Counts.ApprovedTotal(), Sample: rep.Database.Sample, At: now.UTC(),
-		ValidUntil: pol.NextLapse(now),
+		ValidUntil: pol.NextLapse(now), Coverage: string(res.Coverage),
 	}
 	for _, f := range res.Findings {
 		if len(vd.Top) == 5 {

@@ -38,6 +38,9 @@ func (r *Report) ScoringFindings() []scoring.Finding {
 // Evaluate scores the report under p and stores the evaluation in it.
 func (r *Report) Evaluate(p *scoring.Policy, now time.Time) scoring.Result {
 	res := scoring.Evaluate(p, r.Image.Refs(), r.ScoringFindings(), now)
+	if c := r.Coverage; c != nil {
+		res.ApplyCoverage(p, scoring.Coverage(c.Status), c.Reason)
+	}
 	r.Evaluation = NewEvaluation(res, now)
 	return res
 }
@@ -46,7 +49,7 @@ func (r *Report) Evaluate(p *scoring.Policy, now time.Time) scoring.Result {
 func NewEvaluation(res scoring.Result, now time.Time) *Evaluation {
 	ev := &Evaluation{
 		Score: res.Score, Threshold: res.Threshold, Exceeded: res.Exceeded,
-		Verdict: res.Verdict, Mode: res.Mode, PolicyDigest: res.PolicyDigest,
+		Verdict: res.Verdict, Refused: res.Refused, Mode: res.Mode, PolicyDigest: res.PolicyDigest,
 		Counts: Counts{
 			Unapproved: map[string]int{}, Approved: map[string]int{}, Ignored: res.Counts.Ignored,
 		},

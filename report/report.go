@@ -32,6 +32,9 @@ type Report struct {
 	Findings      []Finding   `json:"findings"`
 	Evaluation    *Evaluation `json:"evaluation,omitempty"`
 	Database      Database    `json:"database"`
+	// Coverage says how far the image could be diagnosed; absent in
+	// reports from before it was recorded.
+	Coverage *Coverage `json:"coverage,omitempty"`
 	// Warnings say what the scan could not read or had to work around.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -64,6 +67,21 @@ type Package struct {
 	Layer   string `json:"layer,omitempty"`
 }
 
+// Coverage says whether the image's packages could be matched at all.
+type Coverage struct {
+	// Status is diagnosed, no-data, unknown-distribution or no-packages
+	// (scoring.Coverage).
+	Status string `json:"status"`
+	// Reason says what was found and what was missing.
+	Reason string `json:"reason,omitempty"`
+	// Data names the vulnerability data that covers the distribution's
+	// release (updater names), when it is diagnosed.
+	Data []string `json:"data,omitempty"`
+	// UnknownSeverity counts findings whose severity is unknown: they
+	// weigh the unknown weight (0 by default).
+	UnknownSeverity int `json:"unknown_severity"`
+}
+
 // CVSS is NVD's rating of a vulnerability.
 type CVSS struct {
 	Score    float64 `json:"score"`
@@ -92,6 +110,7 @@ type Evaluation struct {
 	Threshold        scoring.Points            `json:"threshold"`
 	Exceeded         bool                      `json:"exceeded"`
 	Verdict          scoring.Verdict           `json:"verdict"`
+	Refused          bool                      `json:"refused,omitempty"`
 	Mode             scoring.Mode              `json:"mode"`
 	Counts           Counts                    `json:"counts"`
 	Approved         []Approval                `json:"approved"`

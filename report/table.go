@@ -47,6 +47,16 @@ func (r *Report) WriteTable(w io.Writer, res scoring.Result, opt TableOptions) e
 		}
 		fmt.Fprintf(tw, "Layers:\t%d\n", len(r.Image.Layers))
 		fmt.Fprintf(tw, "Packages:\t%d\n", len(r.Packages))
+		if c := r.Coverage; c != nil {
+			line := c.Status
+			if c.Reason != "" {
+				line += ": " + c.Reason
+			}
+			fmt.Fprintf(tw, "Coverage:\t%s\n", line)
+			if c.UnknownSeverity > 0 {
+				fmt.Fprintf(tw, "Unknown severity:\t%d findings weigh the unknown weight (%s)\n", c.UnknownSeverity, res.UnknownWeight)
+			}
+		}
 		fmt.Fprintf(tw, "Database:\t%s\n", r.Database.describe())
 		fmt.Fprintf(tw, "Vulnerabilities:\t%d total, %d unapproved, %d approved\n",
 			len(res.Findings), res.Counts.UnapprovedTotal(), res.Counts.ApprovedTotal())
@@ -87,7 +97,7 @@ func (r *Report) WriteTable(w io.Writer, res scoring.Result, opt TableOptions) e
 		verdict = paint(ansiGreen, verdict)
 	}
 	note := ""
-	if res.Mode == scoring.ModeAudit && res.Exceeded {
+	if res.Mode == scoring.ModeAudit && (res.Exceeded || res.Refused) {
 		note = " (audit mode: would be denied under enforce)"
 	}
 	fmt.Fprintf(&b, "Verdict: %s: %s%s\n", verdict, res.Summary(), note)

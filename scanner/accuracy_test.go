@@ -321,9 +321,9 @@ func parseAPK(t *testing.T, path string) []apkPkg {
 	return out
 }
 
-// TestPackagesCentOS7 lists the centos:7 rpmdb (BerkeleyDB) and compares
-// it with rpm's own listing, epochs included.
-func TestPackagesCentOS7(t *testing.T) {
+// centos7Root is the centos:7 rootfs with its rpmdb decompressed.
+func centos7Root(t *testing.T) string {
+	t.Helper()
 	root := copyDir(t, testdata.Path(t, "rootfs", "centos-7"))
 	xzPath := filepath.Join(root, "var/lib/rpm/Packages.xz")
 	f, err := os.Open(xzPath)
@@ -341,8 +341,14 @@ func TestPackagesCentOS7(t *testing.T) {
 	out.Close()
 	f.Close()
 	os.Remove(xzPath)
-	rep := scanRootfs(t, root, nil)
+	return root
+}
 
+// TestPackagesCentOS7 lists the centos:7 rpmdb (BerkeleyDB) and compares
+// it with rpm's own listing, epochs included.
+func TestPackagesCentOS7(t *testing.T) {
+	root := centos7Root(t)
+	rep := scanRootfs(t, root, nil)
 	raw, err := os.ReadFile(filepath.Join(root, "rpm-qa.expected.tsv"))
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/divds/divds/scanner/source"
 	"github.com/divds/divds/scanner/updater"
 	"github.com/divds/divds/scanner/vulnstore"
+	"github.com/divds/divds/scoring"
 )
 
 // Options configure a Scanner. The zero value is usable.
@@ -180,26 +181,40 @@ func (s *Scanner) match(ctx context.Context, img *source.Image, idx *index.Resul
 	if err != nil {
 		return nil, err
 	}
+	updaters, err := store.Updaters()
+	if err != nil {
+		return nil, err
+	}
+	rep.Coverage = coverage(idx.Distribution, len(idx.Packages), updaters)
 	cvss := map[string]*report.CVSS{}
 	for _, r := range records {
 		p := byID[r.Package.ID]
 		for _, v := range vulns[r.Package.ID] {
 			raw, sev := match.Normalize(v)
-			f := report.Finding{
-				ID: match.ID(v), Package: r.Package.Name, Version: r.Package.Version, FixedIn: v.FixedInVersion,
-				Severity: sev.String(), VendorSeverity: raw, Layer: layerID(p.Layer), Description: v.Description,
-				Links: splitLinks(v.Links),
+			// One finding per CVE the entry names: each is scored,
+			// approved and searched on its own.
+			for _, id := range match.IDs(v) {
+				f := report.Finding{
+					ID: id, Package: r.Package.Name, Version: r.Package.Version, FixedIn: v.FixedInVersion,
+					Severity: sev.String(), VendorSeverity: raw, Layer: layerID(p.Layer), Description: v.Description,
+					Links: splitLinks(v.Links),
+				}
+				if r.Package.Source != nil {
+					f.Source = r.Package.Source.Name
+				}
+				c, ok := cvss[f.ID]
+				if !ok {
+					c = lookupCVSS(ctx, store, f.ID)
+					cvss[f.ID] = c
+				}
+				f.CVSS = c
+				rep.Findings = append(rep.Findings, f)
 			}
-			if r.Package.Source != nil {
-				f.Source = r.Package.Source.Name
-			}
-			c, ok := cvss[f.ID]
-			if !ok {
-				c = lookupCVSS(ctx, store, f.ID)
-				cvss[f.ID] = c
-			}
-			f.CVSS = c
-			rep.Findings = append(rep.Findings, f)
+		}
+	}
+	for _, f := range rep.Findings {
+		if f.Severity == scoring.Unknown.String() && f.CVSS == nil {
+			rep.Coverage.UnknownSeverity++
 		}
 	}
 	sort.Slice(rep.Findings, func(i, j int) bool {

@@ -78,6 +78,14 @@ type Result struct {
 	// approved a finding of this image.
 	Expired      []Entry
 	PolicyDigest string
+	// Coverage is how far the image could be diagnosed (ApplyCoverage),
+	// CoverageNote what was missing. Refused is set when the policy
+	// refuses the image for it; the Verdict is then Deny in enforce mode.
+	Coverage     Coverage
+	CoverageNote string
+	Refused      bool
+	// UnknownWeight is what a finding of unknown severity weighs here.
+	UnknownWeight Points
 }
 
 // Evaluate scores an image, known by refs (names, digests, ID), under the
@@ -87,7 +95,7 @@ type Result struct {
 // depend on the order of findings.
 func Evaluate(p *Policy, refs []string, findings []Finding, now time.Time) Result {
 	threshold, weights := p.For(refs)
-	res := Result{Threshold: threshold, Mode: p.Mode, PolicyDigest: p.Digest()}
+	res := Result{Threshold: threshold, Mode: p.Mode, PolicyDigest: p.Digest(), UnknownWeight: weights.Of(Unknown)}
 
 	scored := make([]Scored, 0, len(findings))
 	for _, f := range findings {

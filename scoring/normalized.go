@@ -27,6 +27,8 @@ type NormalizedPolicy struct {
 	AllowPluginAdmin bool                 `yaml:"allow_plugin_admin" json:"allow_plugin_admin"`
 	AllowBuild       bool                 `yaml:"allow_build" json:"allow_build"`
 	AllowSwarmJoin   bool                 `yaml:"allow_swarm_join" json:"allow_swarm_join"`
+	Undiagnosed      Decision             `yaml:"undiagnosed" json:"undiagnosed"`
+	NoPackages       Decision             `yaml:"no_packages" json:"no_packages"`
 }
 
 // NormalizedWeights lists the weights in severity order.
@@ -81,6 +83,8 @@ func (p *Policy) Normalized() NormalizedPolicy {
 		AllowPluginAdmin: p.AllowPluginAdmin,
 		AllowBuild:       p.AllowBuild,
 		AllowSwarmJoin:   p.AllowSwarmJoin,
+		Undiagnosed:      p.Undiagnosed,
+		NoPackages:       p.NoPackages,
 	}
 	for _, e := range p.Whitelist {
 		n.Whitelist = append(n.Whitelist, NormalizeEntry(e))

@@ -145,7 +145,7 @@ func contains(list []string, s string) bool {
 // The keys a policy may hold, by section: the parser accepts exactly
 // these, and Keys lists them for documentation checks.
 var (
-	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "running", "db", "overrides", "allow_plugin_admin", "allow_build", "allow_swarm_join"}
+	topKeys       = []string{"threshold", "weights", "whitelist", "mode", "actions", "on_error", "unfixed", "severity_source", "pull_scan", "running", "db", "overrides", "allow_plugin_admin", "allow_build", "allow_swarm_join", "undiagnosed", "no_packages"}
 	dbKeys        = []string{"max_age"}
 	whitelistKeys = []string{"id", "package", "images", "expires", "reason"}
 	overrideKeys  = []string{"images", "threshold", "weights"}
@@ -225,6 +225,10 @@ func (p *parser) policy(n *yaml.Node, pol *Policy) {
 			if b, ok := p.boolean(v, field); ok {
 				pol.AllowPluginAdmin = b
 			}
+		case "undiagnosed":
+			pol.Undiagnosed = Decision(p.enum(v, field, string(pol.Undiagnosed), string(DecideDeny), string(DecideAllow)))
+		case "no_packages":
+			pol.NoPackages = Decision(p.enum(v, field, string(pol.NoPackages), string(DecideDeny), string(DecideAllow)))
 		case "allow_build":
 			if b, ok := p.boolean(v, field); ok {
 				pol.AllowBuild = b

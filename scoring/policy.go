@@ -153,6 +153,14 @@ type Policy struct {
 	// Dockerfile is inside a tar the plugin is never sent); the result
 	// is gated when it runs or ships. False refuses /build outright.
 	AllowBuild bool
+	// Undiagnosed decides an image whose packages cannot be matched (no
+	// data for its release, or no distribution recognized). Default deny:
+	// such an image scores 0 without being known to be clean.
+	Undiagnosed Decision
+	// NoPackages decides an image with no package database (scratch,
+	// distroless static). Default allow: it has no OS packages to be
+	// vulnerable, and package-based scanning can say no more.
+	NoPackages Decision
 	// AllowSwarmJoin lets the daemon init or join a swarm. Default false:
 	// a node runs the tasks that any manager of its swarm accepts, and a
 	// manager without DIVDS accepts any image.
@@ -179,6 +187,8 @@ func Default() *Policy {
 		Running:        RunningReport,
 		DB:             DBPolicy{MaxAge: DefaultMaxAge},
 		AllowBuild:     true,
+		Undiagnosed:    DecideDeny,
+		NoPackages:     DecideAllow,
 	}
 }
 

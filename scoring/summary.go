@@ -40,6 +40,7 @@ func (r Result) Summary() string {
 		op = ">"
 	}
 	var b strings.Builder
+	b.WriteString(r.coverageLine())
 	fmt.Fprintf(&b, "image score %s %s threshold %s (%s", r.Score, op, r.Threshold, r.Counts.CountsLine())
 	if n := r.Counts.ApprovedTotal(); n > 0 {
 		fmt.Fprintf(&b, "; %d approved", n)

@@ -84,19 +84,43 @@ func ubuntuTitleSeverity(name string) string {
 	return ""
 }
 
-var cveID = regexp.MustCompile(`CVE-\d{4}-\d{4,}`)
+var (
+	cveID = regexp.MustCompile(`CVE-\d{4}-\d{4,}`)
+	// advisoryID is a vendor advisory: ALAS-2020-1234, RHSA-2020:1234,
+	// DSA-4567-1, USN-1234-1, XSA-284, GHSA-xxxx-xxxx-xxxx.
+	advisoryID = regexp.MustCompile(`\b(?:GHSA(?:-[0-9a-z]{4}){3}|[A-Z][A-Z0-9]{1,9}-\d+(?:[-:]\d+)*)\b`)
+)
 
-// ID returns the CVE a vulnerability is about, or its own name (an
-// advisory such as ALAS-2020-1234) when it names no CVE. Ubuntu's names
-// are OVAL titles.
-func ID(v *claircore.Vulnerability) string {
-	if v.Self.Name != "" && strings.HasPrefix(v.Self.Name, "CVE-") {
-		return v.Self.Name
+// ID returns the first of IDs.
+func ID(v *claircore.Vulnerability) string { return IDs(v)[0] }
+
+// IDs returns the CVEs a vulnerability is about, each once and in order:
+// a tracker entry may name several in one string (Alpine's secdb lists
+// "CVE-2017-5715 CVE-2017-5754 CVE-2018-3646" for one fix). With no CVE,
+// it is the vendor advisory it names (ALAS-2020-1234); placeholders such
+// as "CVE-????-?????" are not IDs. Only a name with neither is kept as
+// written, so that the finding is not lost. Ubuntu's names are OVAL
+// titles.
+func IDs(v *claircore.Vulnerability) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, text := range []string{v.Self.Name, v.Name} {
+		for _, id := range cveID.FindAllString(text, -1) {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
 	}
-	if m := cveID.FindString(v.Name); m != "" {
-		return m
+	if len(out) > 0 {
+		return out
 	}
-	return v.Name
+	for _, text := range []string{v.Self.Name, v.Name} {
+		if id := advisoryID.FindString(text); id != "" && !strings.HasPrefix(id, "CVE-") {
+			return []string{id}
+		}
+	}
+	return []string{strings.TrimSpace(v.Name)}
 }
 
 // CVSS is NVD's rating from the clair.cvss enrichment (NVD API 2.0
