@@ -84,6 +84,9 @@ func (r *Report) WriteTable(w io.Writer, res scoring.Result, opt TableOptions) e
 			}
 			tw.Flush()
 		}
+		for _, w := range r.Warnings {
+			fmt.Fprintf(&b, "%s %s\n", paint(ansiYellow, "WARNING:"), w)
+		}
 		for _, e := range res.Expired {
 			fmt.Fprintf(&b, "%s whitelist entry %s (line %d) expired on %s and approves nothing\n",
 				paint(ansiYellow, "EXPIRED:"), e.ID, e.Line, e.Expires.Format("2006-01-02"))

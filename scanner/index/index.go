@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/quay/claircore"
@@ -149,7 +150,62 @@ func Index(ctx context.Context, layers []Layer) (*Result, error) {
 		}
 		res.Packages = append(res.Packages, Package{Package: p, Layer: snaps[first].layer})
 	}
+	hidden := hiddenPackages(view, sets, present)
+	for _, h := range hidden {
+		res.Packages = append(res.Packages, Package{Package: h.pkg, Layer: snaps[h.from].layer})
+	}
+	if len(hidden) > 0 {
+		names := make([]string, 0, len(hidden))
+		for _, h := range hidden {
+			names = append(names, h.pkg.Name)
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf(
+			"layer %d: the package database no longer lists %d packages whose dpkg file lists (and so their files) remain: counted as installed: %s",
+			snaps[hidden[0].hiddenAt].layer+1, len(hidden), strings.Join(names, ", ")))
+	}
 	return res, nil
+}
+
+// hidden is a dpkg package that an earlier layer's database lists and the
+// final one does not, while its file list is still in the image.
+type hidden struct {
+	pkg      *claircore.Package
+	from     int // the snapshot that brought it
+	hiddenAt int // the first snapshot that no longer lists it
+}
+
+// hiddenPackages finds the packages a later layer dropped from dpkg's
+// database while their files stayed: "FROM <image>" and a COPY of an
+// empty /var/lib/dpkg/status keeps every file of the image and would
+// score 0. A package removed by dpkg loses its file list too, and is not
+// counted.
+func hiddenPackages(view *layerfs.View, sets [][]*claircore.Package, present []map[string]bool) []hidden {
+	last := len(sets) - 1
+	listed := map[string]bool{}
+	for _, p := range sets[last] {
+		listed[p.Name] = true
+	}
+	var out []hidden
+	seen := map[string]bool{}
+	// The latest listing of a package is the version that was installed.
+	for k := last - 1; k >= 0; k-- {
+		for _, p := range sets[k] {
+			if !strings.Contains(p.PackageDB, "dpkg") || listed[p.Name] || seen[p.Name] {
+				continue
+			}
+			seen[p.Name] = true
+			if !view.HasFile("var/lib/dpkg/info/"+p.Name+".list") && !view.HasFile("var/lib/dpkg/info/"+p.Name+":"+p.Arch+".list") {
+				continue
+			}
+			from := k
+			for from > 0 && present[from-1][identity(p)] {
+				from--
+			}
+			out = append(out, hidden{pkg: p, from: from, hiddenAt: k + 1})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].pkg.Name < out[j].pkg.Name })
+	return out
 }
 
 func identity(p *claircore.Package) string {

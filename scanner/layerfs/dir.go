@@ -112,6 +112,9 @@ func (d *dirReader) visit(p string, last bool) (more bool, err error) {
 		if last && readsChildren(p) {
 			return false, d.readDir(p)
 		}
+		if last && p == dpkgInfo {
+			return false, d.readFileLists(p)
+		}
 		return true, nil
 	case unix.S_IFREG:
 		if Wanted(p) {
@@ -189,4 +192,42 @@ func (d *dirReader) readFile(p string, st *unix.Stat_t) error {
 		return fmt.Errorf("%s in layer %s grew past the %d bytes allowed", p, d.root, limit)
 	}
 	return d.fs.addFile(p, data, d.lim)
+}
+
+// readFileLists records which of dpkg's file lists the layer holds or
+// deletes. The directory is listed with the types readdir gives, without
+// a system call per file: a base layer holds thousands of them.
+func (d *dirReader) readFileLists(p string) error {
+	fd, err := unix.Openat2(d.fd, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveFlags})
+	if err != nil {
+		return fmt.Errorf("open %s in layer %s: %w", p, d.root, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	entries, err := f.ReadDir(d.lim.MaxEntries + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("list %s in layer %s: %w", p, d.root, err)
+	}
+	if len(entries) > d.lim.MaxEntries {
+		return fmt.Errorf("%s in layer %s has more than %d entries", p, d.root, d.lim.MaxEntries)
+	}
+	for _, e := range entries {
+		name := path.Join(p, e.Name())
+		if !FileList(name) {
+			continue
+		}
+		switch e.Type() {
+		case 0: // a regular file
+			d.fs.Entries[name] = Entry{Kind: File}
+		case os.ModeDevice | os.ModeCharDevice, os.ModeIrregular:
+			// overlay2's whiteout is a 0/0 character device.
+			var st unix.Stat_t
+			if err := unix.Fstatat(fd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 {
+				d.fs.Whiteouts = append(d.fs.Whiteouts, name)
+			} else if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+				d.fs.Entries[name] = Entry{Kind: File}
+			}
+		}
+	}
+	return nil
 }

@@ -68,13 +68,17 @@ func (fs *FileSet) addTarEntry(tr *tar.Reader, hdr *tar.Header, name string, lim
 		return nil
 	case strings.HasPrefix(base, whiteoutPrefix):
 		target := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
-		if OnWantedPath(target) {
+		if OnWantedPath(target) || FileList(target) {
 			fs.Whiteouts = append(fs.Whiteouts, target)
 		}
 		return nil
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
+		if FileList(name) {
+			fs.Entries[name] = Entry{Kind: File} // presence only
+			return nil
+		}
 		if !Wanted(name) {
 			return nil
 		}

@@ -160,6 +160,9 @@ func (v *View) Files() map[string][]byte {
 		}
 	}
 	for _, d := range dirs {
+		if !readsChildren(d) {
+			continue // a marker directory: its recorded children are no input
+		}
 		real, e, ok := v.resolve(d)
 		if !ok || e.Kind != Dir {
 			continue
@@ -175,6 +178,12 @@ func (v *View) Files() map[string][]byte {
 		}
 	}
 	return out
+}
+
+// HasFile reports whether the image presents a file at p.
+func (v *View) HasFile(p string) bool {
+	_, e, ok := v.resolve(p)
+	return ok && e.Kind == File
 }
 
 // DpkgStatus is where dpkg keeps its database.

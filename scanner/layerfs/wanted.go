@@ -7,7 +7,7 @@ import (
 
 // Version changes whenever the wanted set or the extraction changes:
 // cached FileSets of another version are not reused.
-const Version = "1"
+const Version = "2"
 
 // wantedFiles are the files package and distribution scanners read.
 var wantedFiles = []string{
@@ -32,6 +32,18 @@ var wantedDirs = []string{
 // dpkg scanner wants var/lib/dpkg/info beside status. Their contents are
 // not needed.
 var markerDirs = []string{"var/lib/dpkg/info"}
+
+// dpkgInfo holds dpkg's per-package file lists.
+const dpkgInfo = "var/lib/dpkg/info"
+
+// FileList reports whether p is one of dpkg's per-package file lists
+// (var/lib/dpkg/info/NAME.list or NAME:ARCH.list). Only their presence is
+// recorded, never their contents: a package that a later layer dropped
+// from the database while its list (and so its files) stayed is still
+// installed.
+func FileList(p string) bool {
+	return path.Dir(p) == dpkgInfo && strings.HasSuffix(p, ".list")
+}
 
 // Wanted reports whether p (clean, relative) is a wanted file.
 func Wanted(p string) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -320,4 +321,44 @@ func TestPullReplayedAfterOutage(t *testing.T) {
 	g.d.MustCLI(t, "pull", vuln)
 	g.p.Restart()
 	harness.WaitFor(t, "the removal of the image pulled during the outage", 60*time.Second, func() bool { return !g.present(vuln) })
+}
+
+// TestBypassHiddenPackageDatabase: FROM a denied image, a COPY of an
+// empty dpkg status (no RUN step) keeps every file of the image, and the
+// image scored 0. Packages an earlier layer's database lists whose dpkg
+// file lists remain count as installed, read from the layer directories
+// and from docker save alike.
+func TestBypassHiddenPackageDatabase(t *testing.T) {
+	g := startGate(t, "")
+	defer g.dumpOnFailure(t)
+	ctxDir := t.TempDir()
+	root := filepath.Join(ctxDir, "bionic")
+	copyTree(t, testdata.Path(t, "rootfs", "ubuntu-18.04-bionic"), root)
+	status, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dpkg keeps one file list per installed package.
+	info := filepath.Join(root, "var/lib/dpkg/info")
+	os.MkdirAll(info, 0o755)
+	for _, line := range strings.Split(string(status), "\n") {
+		if name, ok := strings.CutPrefix(line, "Package: "); ok {
+			harness.WriteFile(t, filepath.Join(info, name+".list"), []byte("/.\n"))
+		}
+	}
+	harness.WriteFile(t, filepath.Join(ctxDir, "empty-status"), nil)
+	harness.WriteFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY bionic/ /\nCOPY empty-status /var/lib/dpkg/status\n"))
+	g.d.MustCLI(t, "build", "--network", "none", "-t", "hidden:1", ctxDir)
+	out, err := g.cli("create", "hidden:1", "/bin/true")
+	mustFail(t, "create of an image whose package database was emptied", out, err, "denied", "image score "+bionicScore)
+	for _, force := range []string{"", "--force-save"} {
+		args := []string{"--state-dir", g.p.StateDir, "--log-level", "error", "scan", "--docker-host", g.d.Host, "hidden:1"}
+		if force != "" {
+			args = append(args, force)
+		}
+		out, _ := harness.Run(t.Context(), nil, bin, args...)
+		if !strings.Contains(out, "image score "+bionicScore) || !strings.Contains(out, "no longer lists 88 packages") {
+			t.Fatalf("scan %s:\n%s", force, out)
+		}
+	}
 }
