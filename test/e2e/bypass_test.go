@@ -74,6 +74,31 @@ func TestBypassContainerNames(t *testing.T) {
 	}
 }
 
+// moveTagLoop moves tag between the clean and the denied image, as fast
+// as the daemon lets it, until the returned stop is called (stop waits
+// for the loop to end).
+func (g *gate) moveTagLoop(ctx context.Context, tag string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			src := "clean:local"
+			if i%2 == 1 {
+				src = "bionic:local"
+			}
+			g.d.Client.ImageTag(ctx, src, tag)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 // TestBypassCreateRace: the create gate judges a name, and the name can
 // be moved to a denied image before the daemon creates the container.
 // Tag moves race creates for a fixed number of tries; no container of the
@@ -94,24 +119,7 @@ func TestBypassCreateRace(t *testing.T) {
 		ids[ref] = insp.ID
 	}
 	const tries = 60
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			src := "clean:local"
-			if i%2 == 1 {
-				src = "bionic:local"
-			}
-			g.d.Client.ImageTag(ctx, src, "race:1")
-		}
-	}()
+	stop := g.moveTagLoop(ctx, "race:1")
 	var created []string
 	for range tries {
 		res, err := g.d.Client.ContainerCreate(ctx, &container.Config{Image: "race:1", Cmd: []string{"/bin/true"}}, nil, nil, nil, "")
@@ -119,8 +127,7 @@ func TestBypassCreateRace(t *testing.T) {
 			created = append(created, res.ID)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if len(created) == 0 {
 		t.Fatal("no create succeeded: the race proves nothing")
 	}
@@ -209,37 +216,18 @@ func TestBypassPushRace(t *testing.T) {
 		return m.Config.Digest
 	}
 	const tries = 15
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			src := "clean:local"
-			if i%2 == 1 {
-				src = "bionic:local"
-			}
-			g.d.Client.ImageTag(ctx, src, target)
-		}
-	}()
+	stop := g.moveTagLoop(ctx, target)
 	pushed := 0
 	for i := range tries {
 		if _, err := g.cli("push", target); err == nil {
 			pushed++
 		}
 		if cfg := pushedConfig(); cfg == denied.ID {
-			close(stop)
-			wg.Wait()
+			stop()
 			t.Fatalf("try %d: the registry holds the denied image under %s", i, target)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if pushed == 0 {
 		t.Fatal("no push succeeded: the race proves nothing")
 	}
