@@ -60,6 +60,32 @@ func TestBypassContainerNames(t *testing.T) {
 			t.Fatalf("exec through a link alias of a denied container: %d %s", code, out)
 		}
 	})
+	// The raw forms the daemon routes alike: each reaches the daemon for
+	// the clean container, and is refused for the denied one.
+	execForms := []struct{ name, line string }{
+		{"no version prefix", "POST /containers/%s/exec"},
+		{"percent-encoded path", "POST /v1.41/%%63ontainers/%s/%%65xec"},
+		{"absolute URI", "POST http://localhost/v1.41/containers/%s/exec"},
+		{"three-part version", "POST /v1.40.5/containers/%s/exec"},
+		{"old API version", "POST /v1.24/containers/%s/exec"},
+		{"link alias, encoded slash", "POST /v1.41/containers/web%%2F%s/exec"},
+	}
+	for _, f := range execForms {
+		t.Run("exec/"+f.name, func(t *testing.T) {
+			body := []byte(`{"Cmd":["true"]}`)
+			json := map[string]string{"Content-Type": "application/json"}
+			clean, denied := "ok", "db"
+			if strings.Contains(f.name, "alias") {
+				clean, denied = "okalias", "dbalias"
+			}
+			if code, out := rawRequest(t, g.d.Sock, fmt.Sprintf(f.line, clean), json, body, false); code != http.StatusCreated {
+				t.Fatalf("the form did not reach the clean container (%d %s): it proves nothing", code, out)
+			}
+			if code, out := rawRequest(t, g.d.Sock, fmt.Sprintf(f.line, denied), json, body, false); code != http.StatusForbidden {
+				t.Fatalf("exec in a container of a denied image: %d %s", code, out)
+			}
+		})
+	}
 	for _, verb := range []string{"start", "restart"} {
 		t.Run(verb+" through a link alias", func(t *testing.T) {
 			g.d.MustCLI(t, "stop", "-t", "1", "db", "ok")
