@@ -192,6 +192,30 @@ func TestRefusedRoutes(t *testing.T) {
 		}
 		mustFail(t, "swarm init", out, err, "refused", "allow_swarm_join")
 	})
+	// The raw forms the daemon routes alike, each refused (403) before the
+	// daemon acts: a swarm init through them made this node a manager.
+	forms := []struct{ name, line string }{
+		{"no version prefix", "POST /%s"},
+		{"percent-encoded path", "POST /v1.41/%s"},
+		{"absolute URI", "POST http://localhost/v1.41/%s"},
+		{"three-part version", "POST /v1.40.5/%s"},
+	}
+	for _, route := range []struct{ path, encoded string }{{"swarm/init", "%73warm/%69nit"}, {"plugins/create?name=p", "%70lugins/%63reate?name=p"}} {
+		for _, f := range forms {
+			t.Run(route.path+"/"+f.name, func(t *testing.T) {
+				p := route.path
+				if strings.Contains(f.name, "encoded") {
+					p = route.encoded
+				}
+				code, out := rawRequest(t, g.d.Sock, fmt.Sprintf(f.line, p), map[string]string{"Content-Type": "application/json"},
+					[]byte(`{"ListenAddr":"`+listen+`","AdvertiseAddr":"127.0.0.1"}`), false)
+				if code != http.StatusForbidden {
+					g.cli("swarm", "leave", "--force")
+					t.Fatalf("%s: %d %s", route.path, code, out)
+				}
+			})
+		}
+	}
 	t.Run("plugin create", func(t *testing.T) {
 		root := t.TempDir()
 		untarGz(t, testdata.Path(t, "images", "alpine-minirootfs-3.7.3-x86_64.tar.gz"), root)
