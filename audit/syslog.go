@@ -35,6 +35,9 @@ type SyslogOptions struct {
 	QueueSize int
 	// Log reports delivery problems and drops.
 	Log logrus.FieldLogger
+	// Spool is a file (in the state directory) that keeps the records
+	// not yet delivered across a crash of the plugin; empty: memory only.
+	Spool string
 }
 
 // Syslog delivers records to syslog from a bounded queue: Record never
@@ -46,12 +49,15 @@ type Syslog struct {
 	addr     string
 	facility int
 	host     string
-	queue    chan Record
+	queue    chan spooled
+	spool    *spool
 	dropped  atomic.Int64
 	sent     atomic.Int64
 	done     chan struct{}
 	stopOnce sync.Once
 	stop     chan struct{}
+	// abandoned ends delivery at once, as a kill would (tests).
+	abandoned atomic.Bool
 }
 
 // ParseAddress splits a syslog address into a network and an address.
@@ -108,9 +114,26 @@ func NewSyslog(opts SyslogOptions) (*Syslog, error) {
 	if host == "" {
 		host = "-"
 	}
+	var sp *spool
+	var pending []spooled
+	if opts.Spool != "" {
+		var problems []string
+		if sp, pending, problems, err = openSpool(opts.Spool); err != nil {
+			return nil, err
+		}
+		for _, p := range problems {
+			opts.Log.Warn(p)
+		}
+		if len(pending) > 0 {
+			opts.Log.WithField("records", len(pending)).Warn("audit: delivering records that a previous run queued and never delivered")
+		}
+	}
 	s := &Syslog{
-		opts: opts, network: network, addr: addr, facility: fac, host: host,
-		queue: make(chan Record, opts.QueueSize), done: make(chan struct{}), stop: make(chan struct{}),
+		opts: opts, network: network, addr: addr, facility: fac, host: host, spool: sp,
+		queue: make(chan spooled, opts.QueueSize+len(pending)), done: make(chan struct{}), stop: make(chan struct{}),
+	}
+	for _, p := range pending {
+		s.queue <- p
 	}
 	go s.run()
 	return s, nil
@@ -118,8 +141,16 @@ func NewSyslog(opts SyslogOptions) (*Syslog, error) {
 
 // Record implements Auditor; it never blocks.
 func (s *Syslog) Record(r Record) {
+	item := spooled{r: r}
+	if s.spool != nil {
+		end, err := s.spool.append(r)
+		if err != nil {
+			s.opts.Log.WithError(err).Error("audit: record not spooled; it is lost if the plugin dies before syslog gets it")
+		}
+		item.end = end
+	}
 	select {
-	case s.queue <- r:
+	case s.queue <- item:
 	default:
 		n := s.dropped.Add(1)
 		s.opts.Log.WithField("dropped_total", n).Error("audit: syslog queue full; record dropped")
@@ -138,9 +169,12 @@ func (s *Syslog) Close(timeout time.Duration) error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	select {
 	case <-s.done:
-		return nil
+		return s.spool.close()
 	case <-time.After(timeout):
 		n := len(s.queue)
+		if s.spool != nil {
+			return fmt.Errorf("audit: %d records still queued for syslog at shutdown; they stay in %s and are delivered at the next start", n, s.spool.path)
+		}
 		return fmt.Errorf("audit: %d records still queued for syslog at shutdown", n)
 	}
 }
@@ -176,19 +210,22 @@ func (s *Syslog) run() {
 		}
 	}()
 	for {
-		var r Record
+		var item spooled
 		select {
-		case r = <-s.queue:
+		case item = <-s.queue:
 		case <-s.stop:
 			// Deliver what is queued, then end.
 			select {
-			case r = <-s.queue:
+			case item = <-s.queue:
 			default:
 				return
 			}
 		}
-		msg := s.Format(r)
+		msg := s.Format(item.r)
 		for {
+			if s.abandoned.Load() {
+				return
+			}
 			var err error
 			if conn == nil {
 				conn, err = net.DialTimeout(s.network, s.addr, 2*time.Second)
@@ -198,6 +235,9 @@ func (s *Syslog) run() {
 			}
 			if err == nil {
 				s.sent.Add(1)
+				if s.spool != nil && item.end > 0 {
+					s.spool.delivered(item.end, len(s.queue) == 0)
+				}
 				backoff = 100 * time.Millisecond
 				break
 			}

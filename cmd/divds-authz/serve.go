@@ -210,7 +210,8 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	defer verdicts.Close()
 
-	sys, err := audit.NewSyslog(audit.SyslogOptions{Address: f.syslogAddr, Facility: f.syslogFacility, Log: log})
+	sys, err := audit.NewSyslog(audit.SyslogOptions{Address: f.syslogAddr, Facility: f.syslogFacility, Log: log,
+		Spool: filepath.Join(a.stateDir, auditSpool)})
 	if err != nil {
 		return err
 	}
@@ -417,6 +418,9 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 		}
 	}
 }
+
+// auditSpool keeps the audit records syslog has not received yet.
+const auditSpool = "audit.spool"
 
 // eventsFile keeps the time of the last daemon event handled.
 const eventsFile = "events.since"
