@@ -245,19 +245,68 @@ func readLayerBlob(ctx context.Context, r io.Reader, lim layerfs.Limits) (*archL
 func digestOf(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(nil)) }
 
 // decompress tells gzip and zstd from plain data by their magic bytes.
+// A compressed stream is bounded by its ratio too (see bombGuard).
 func decompress(br *bufio.Reader) (io.Reader, error) {
 	head, _ := br.Peek(4)
+	in := &counting{r: br}
 	switch {
 	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		return gzip.NewReader(br)
-	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
+		zr, err := gzip.NewReader(in)
 		if err != nil {
 			return nil, err
 		}
-		return zr.IOReadCloser(), nil
+		return newBombGuard(zr, in), nil
+	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
+		if err != nil {
+			return nil, err
+		}
+		return newBombGuard(zr.IOReadCloser(), in), nil
 	}
 	return br, nil
+}
+
+// Past bombFloor bytes, a decompressed stream may be at most bombRatio
+// times the compressed bytes read so far. Real layers compress 2 to 10
+// times; a compression bomb a thousand times (a 10 GiB gzip bomb cost 15
+// to 33 s of CPU per scan). A layer of mostly zeros (a sparse disk image)
+// can trip it too: it is then a scan error, which on_error decides.
+const (
+	bombFloor = 1 << 30
+	bombRatio = 200
+)
+
+// counting counts the bytes read through it.
+type counting struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// bombGuard fails a decompressed stream that outgrows its ratio bound.
+type bombGuard struct {
+	r            io.Reader
+	in           *counting
+	out          int64
+	floor, ratio int64
+}
+
+func newBombGuard(r io.Reader, in *counting) *bombGuard {
+	return &bombGuard{r: r, in: in, floor: bombFloor, ratio: bombRatio}
+}
+
+func (b *bombGuard) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.out += int64(n)
+	if b.out > b.floor && b.out > b.in.n*b.ratio {
+		return n, fmt.Errorf("the stream decompresses to %d bytes from %d, over %d times its size: refused as a compression bomb", b.out, b.in.n, b.ratio)
+	}
+	return n, err
 }
 
 // capped fails a read past n bytes.

@@ -1,7 +1,7 @@
 package source
 
 import (
-	"compress/gzip"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -142,25 +142,30 @@ func readRemoteLayer(ctx context.Context, l v1.Layer, want string, blobDigest bo
 		raw io.ReadCloser
 		err error
 	)
-	if blobDigest {
-		raw, err = l.Compressed()
-	} else {
-		raw, err = l.Uncompressed()
-	}
+	// The blob is decompressed here, not by go-containerregistry, so that
+	// the bounds against compression bombs apply (decompress).
+	raw, err = l.Compressed()
 	if err != nil {
 		return nil, err
 	}
 	defer raw.Close()
 	h := sha256.New()
-	hashed := io.TeeReader(&capped{r: raw, n: maxStream}, h)
-	stream := hashed
+	var stream, hashed io.Reader
 	if blobDigest {
-		zr, err := gzip.NewReader(hashed)
+		// A managed plugin's config lists the digest of the gzip blob.
+		hashed = io.TeeReader(&capped{r: raw, n: maxStream}, h)
+		zr, err := decompress(bufio.NewReaderSize(hashed, 64<<10))
 		if err != nil {
 			return nil, fmt.Errorf("decompress the plugin layer: %w", err)
 		}
-		defer zr.Close()
 		stream = &capped{r: zr, n: maxStream}
+	} else {
+		zr, err := decompress(bufio.NewReaderSize(raw, 64<<10))
+		if err != nil {
+			return nil, fmt.Errorf("decompress the layer: %w", err)
+		}
+		hashed = io.TeeReader(&capped{r: zr, n: maxStream}, h)
+		stream = hashed
 	}
 	fs, err := layerfs.FromTar(ctx, stream, lim)
 	if err != nil {
