@@ -421,21 +421,32 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	return p.respond(ctx, call, "response", start, d)
 }
 
-// PulledByEvent decides an image the daemon reports pulled when no gated
-// pull of its repository is under way (the response phase decides
-// those): a classic build's base image, which never passes
-// /images/create, a pull that ended while the plugin was down (the
+// DecidesPulls reports whether pull events are decided (the pull gate is
+// on); otherwise the caller just scans what arrived.
+func (p *Plugin) DecidesPulls() bool { return p.Policy().Gated(scoring.ActionPull) }
+
+// PulledByEvent decides an image the daemon reports pulled, as the pull
+// gate's response phase does: a classic build's base image, which never
+// passes /images/create, a pull that ended while the plugin was down (the
 // events are replayed at its start), or any pull the gate did not see. A
-// failing image loses the reference and is quarantined, as after a gated
-// pull; only such removals are audited. It reports whether it took the
-// pull on (false: the pull gate is off, and the caller just scans).
-func (p *Plugin) PulledByEvent(ctx context.Context, ref string) bool {
+// failing image loses its names and is quarantined; only such removals
+// are audited. It may wait: while a gated pull of the repository is under
+// way, its response phase decides first (and audits), and the event then
+// finds nothing left to do. A response that never comes (the daemon skips
+// it when the pull failed early) holds the event at most pullEventWait.
+// Callers run it on a goroutine of its own.
+func (p *Plugin) PulledByEvent(ctx context.Context, ref string) {
+	repo := repoOf(ref)
+	for deadline := time.Now().Add(pullEventWait); p.locks.pulling(repo) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	pol := p.Policy()
 	if !pol.Gated(scoring.ActionPull) {
-		return false
-	}
-	if p.locks.pulling(repoOf(ref)) {
-		return true
+		return
 	}
 	start := time.Now()
 	call := &Call{Action: ActPull, Method: "EVENT", Path: "pull", Query: url.Values{"fromImage": {ref}}}
@@ -446,8 +457,11 @@ func (p *Plugin) PulledByEvent(ctx context.Context, ref string) bool {
 	if d := p.gatePullAfter(rctx, call, pol); !d.allow {
 		p.respond(rctx, call, "event", start, d)
 	}
-	return true
 }
+
+// pullEventWait bounds how long a pull event waits for a gated pull's
+// response phase.
+const pullEventWait = 2 * time.Minute
 
 // verifyCreate decides a container create again by what the daemon
 // created. Between the request's check of a name and the daemon's create,

@@ -552,18 +552,21 @@ func TestCreateVerifiedOnResponse(t *testing.T) {
 
 // TestPulledByEvent: a pull no gate saw (a classic build's base, a pull
 // that ended while the plugin was down) is decided from the daemon's
-// event; a gated pull under way is left to its response phase.
+// event; while a gated pull of the repository is under way, its response
+// phase decides first, and the event finds nothing left.
 func TestPulledByEvent(t *testing.T) {
 	ctx := context.Background()
 	d := images()
 	var scans atomic.Int32
 	p, rec := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
-	if !p.PulledByEvent(ctx, "app:ok") || len(d.untags) != 0 || len(rec.recs) != 0 {
+	p.PulledByEvent(ctx, "app:ok")
+	if len(d.untags) != 0 || len(rec.recs) != 0 {
 		t.Fatalf("a clean pull: untags %v, records %d", d.untags, len(rec.recs))
 	}
 	// The image got a second name while the pull ran: that goes too.
 	d.images["elsewhere/copy:1"] = d.images["app:vuln"]
-	if !p.PulledByEvent(ctx, "app:vuln") || !slices.Equal(d.untags, []string{"app:vuln", "elsewhere/copy:1", "unreachable/app:vuln"}) {
+	p.PulledByEvent(ctx, "app:vuln")
+	if !slices.Equal(d.untags, []string{"app:vuln", "elsewhere/copy:1", "unreachable/app:vuln"}) {
 		t.Fatalf("a failing pull: untags %v", d.untags)
 	}
 	if r := rec.recs[len(rec.recs)-1]; r.Phase != "event" || r.Decision != "deny" || r.Reason != "removed after pull" {
@@ -572,19 +575,41 @@ func TestPulledByEvent(t *testing.T) {
 	if _, ok := p.opts.Verdicts.QuarantinedRef(normalize("app:vuln")); !ok {
 		t.Fatal("not quarantined")
 	}
-	// A gated pull of the repository is under way: its response decides.
+
+	// A gated pull of the repository is under way.
 	if res := p.AuthZReq(req("POST", "/images/create?fromImage=other/app&tag=1", "")); !res.Allow {
 		t.Fatal(res.Msg)
 	}
-	d.images["other/app:1"] = ImageInfo{ID: "sha256:vuln", RepoTags: []string{"other/app:1"}}
-	if !p.PulledByEvent(ctx, "other/app:1") || slices.Contains(d.untags, "other/app:1") {
-		t.Fatalf("the event took a gated pull's decision: untags %v", d.untags)
+	d.mu.Lock()
+	d.images["other/app:1"] = ImageInfo{ID: "sha256:vuln2", RepoTags: []string{"other/app:1"}}
+	d.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.PulledByEvent(ctx, "other/app:1"); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("the event did not wait for the response phase")
+	case <-time.After(300 * time.Millisecond):
 	}
-	// The pull gate off: the caller scans.
+	before := len(rec.recs)
+	res := req("POST", "/images/create?fromImage=other/app&tag=1", "")
+	if r := p.AuthZRes(res); r.Allow {
+		t.Fatal("the response phase allowed a failing pull")
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the event still waits after the response")
+	}
+	if n := len(rec.recs) - before; n != 1 {
+		t.Fatalf("%d records for one failing pull", n)
+	}
+	if !p.DecidesPulls() {
+		t.Fatal("the pull gate is on")
+	}
 	off := scoring.Default()
 	off.Actions = []scoring.Action{scoring.ActionRun}
 	p.SetPolicy(off)
-	if p.PulledByEvent(ctx, "app:ok") {
-		t.Fatal("taken on with the pull gate off")
+	if p.DecidesPulls() {
+		t.Fatal("decides pulls with the pull gate off")
 	}
 }

@@ -120,12 +120,14 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 }
 
 // dockerClient connects to host, or as DOCKER_HOST and the docker CLI's
-// defaults say, negotiating the API version with the daemon.
-func dockerClient(host string) (*client.Client, error) {
+// defaults say, negotiating the API version with the daemon unless extra
+// options fix it.
+func dockerClient(host string, extra ...client.Opt) (*client.Client, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
+	opts = append(opts, extra...)
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)

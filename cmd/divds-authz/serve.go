@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/docker/go-plugins-helpers/authorization"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -152,7 +153,11 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	db := &dbState{h: handle}
 
-	dc, err := dockerClient(f.dockerHost)
+	// A fixed API version, not negotiation: the docker client negotiates
+	// on its first request without a lock, racing with the event stream
+	// that reads the version (found by the race detector under the real
+	// daemon). 1.41 is Debian's dockerd 20.10; newer engines accept it.
+	dc, err := dockerClient(f.dockerHost, client.WithVersion(pluginAPIVersion))
 	if err != nil {
 		return err
 	}
@@ -400,7 +405,9 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 		case <-ctx.Done():
 			return
 		case next := <-queue:
-			if next.pulled && p.PulledByEvent(ctx, next.ref) {
+			if next.pulled && p.DecidesPulls() {
+				// It may wait for a gated pull's response: not in line.
+				go p.PulledByEvent(ctx, next.ref)
 				continue
 			}
 			pol, digest := p.Current()
@@ -418,6 +425,9 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 		}
 	}
 }
+
+// pluginAPIVersion is the Docker API version the plugin speaks.
+const pluginAPIVersion = "1.41"
 
 // auditSpool keeps the audit records syslog has not received yet.
 const auditSpool = "audit.spool"

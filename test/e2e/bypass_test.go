@@ -100,9 +100,11 @@ func TestBypassContainerNames(t *testing.T) {
 	}
 }
 
-// moveTagLoop moves tag between the clean and the denied image, as fast
-// as the daemon lets it, until the returned stop is called (stop waits
-// for the loop to end).
+// moveTagLoop moves tag between the clean and the denied image every few
+// milliseconds until the returned stop is called (stop waits for the
+// loop to end). The pause is pacing, not synchronisation: a loop without
+// one holds the repository so constantly (each tag is a change under way)
+// that no push could ever start, and the race would prove nothing.
 func (g *gate) moveTagLoop(ctx context.Context, tag string) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -120,6 +122,7 @@ func (g *gate) moveTagLoop(ctx context.Context, tag string) (stop func()) {
 				src = "bionic:local"
 			}
 			g.d.Client.ImageTag(ctx, src, tag)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	return func() { close(done); wg.Wait() }
