@@ -9,6 +9,7 @@ import (
 type Metrics struct {
 	Registry    *prometheus.Registry
 	decisions   *prometheus.CounterVec
+	coverage    *prometheus.CounterVec
 	scanSeconds prometheus.Histogram
 	cacheHits   prometheus.Counter
 	scans       prometheus.Counter
@@ -32,6 +33,10 @@ func NewMetrics(dbAge func() float64) *Metrics {
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "divds", Name: "decisions_total", Help: "Gate decisions by action and answer.",
 		}, []string{"action", "decision"}),
+		coverage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "divds", Name: "verdicts_by_coverage_total",
+			Help: "Gate decisions with a verdict, by how far the image could be diagnosed (diagnosed, no-data, unknown-distribution, no-packages).",
+		}, []string{"coverage"}),
 		scanSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "divds", Name: "scan_duration_seconds", Help: "Time to scan an image.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -50,7 +55,7 @@ func NewMetrics(dbAge func() float64) *Metrics {
 			Help: "Running containers whose image the policy denies, as the last review left them.",
 		}),
 	}
-	m.Registry.MustRegister(m.decisions, m.scanSeconds, m.scans, m.cacheHits, m.dbAge, m.runningDenied,
+	m.Registry.MustRegister(m.decisions, m.coverage, m.scanSeconds, m.scans, m.cacheHits, m.dbAge, m.runningDenied,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

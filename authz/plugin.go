@@ -170,6 +170,9 @@ func (p *Plugin) respond(ctx context.Context, call *Call, phase string, start ti
 	p.opts.Auditor.Record(rec)
 	if p.opts.Metrics != nil {
 		p.opts.Metrics.decisions.WithLabelValues(string(call.Action), rec.Decision).Inc()
+		if rec.Coverage != "" {
+			p.opts.Metrics.coverage.WithLabelValues(rec.Coverage).Inc()
+		}
 	}
 	if d.allow {
 		return authorization.Response{Allow: true}

@@ -24,6 +24,9 @@ func TestUndiagnosedImage(t *testing.T) {
 	tarDir(t, empty, emptyTar)
 	g.d.MustCLI(t, "import", emptyTar, "nopackages:1")
 	g.d.MustCLI(t, "create", "nopackages:1", "/bin/true")
+	if n := g.p.Metric(`divds_verdicts_by_coverage_total{coverage="no-data"}`); n < 1 {
+		t.Fatalf("divds_verdicts_by_coverage_total{coverage=\"no-data\"} = %v", n)
+	}
 	g.reload(t, "undiagnosed: allow\n")
 	g.d.MustCLI(t, "create", "bookworm:1", "/bin/true")
 }
