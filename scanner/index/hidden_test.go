@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -91,5 +92,21 @@ func TestHiddenPackages(t *testing.T) {
 				t.Fatalf("warnings %q, want %q", warned, tt.warning)
 			}
 		})
+	}
+}
+
+// TestTooManyPackages: a database listing more packages than any real
+// image is a scan error naming the limit, not minutes of matching.
+func TestTooManyPackages(t *testing.T) {
+	var b strings.Builder
+	for i := range MaxPackages + 1 {
+		fmt.Fprintf(&b, "Package: p%d\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n", i)
+	}
+	_, err := Index(context.Background(), []Layer{tarLayer(t, "sha256:many", map[string]string{
+		"etc/os-release":      "ID=debian\nVERSION_ID=\"12\"\n",
+		"var/lib/dpkg/status": b.String(),
+	})})
+	if err == nil || !strings.Contains(err.Error(), "more than the 100000 allowed") {
+		t.Fatalf("got %v", err)
 	}
 }

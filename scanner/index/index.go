@@ -96,6 +96,10 @@ type snapshot struct {
 	digest string
 }
 
+// MaxPackages bounds the packages of one image's databases: each costs a
+// lookup and memory, and a database with more is hostile, not real.
+const MaxPackages = 100_000
+
 // Index runs the scanners over the layers.
 func Index(ctx context.Context, layers []Layer) (*Result, error) {
 	if len(layers) == 0 {
@@ -126,6 +130,9 @@ func Index(ctx context.Context, layers []Layer) (*Result, error) {
 		pkgs, err := scanPackages(ctx, s)
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", s.layer+1, layers[s.layer].DiffID, err)
+		}
+		if len(pkgs) > MaxPackages {
+			return nil, fmt.Errorf("layer %d (%s): %d packages, more than the %d allowed (real images have a few thousand)", s.layer+1, layers[s.layer].DiffID, len(pkgs), MaxPackages)
 		}
 		sets[i] = pkgs
 	}
