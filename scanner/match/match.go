@@ -78,7 +78,7 @@ func matchOne(ctx context.Context, store datastore.Vulnerability, records []*cla
 		id := r.Package.ID
 		for _, v := range got[id] {
 			if !authoritative {
-				ok, err := m.Vulnerable(ctx, r, v)
+				ok, err := vulnerable(ctx, m, r, v)
 				if err != nil {
 					return fmt.Errorf("matcher %s: %s %s: %w", m.Name(), r.Package.Name, v.Name, err)
 				}
@@ -97,4 +97,36 @@ func matchOne(ctx context.Context, store datastore.Vulnerability, records []*cla
 		}
 	}
 	return nil
+}
+
+// vulnerable is the matcher's Vulnerable, with one correction for the
+// trackers whose fixed versions are source package versions (Ubuntu's
+// and Debian's): a binary package whose version differs from its
+// source's, such as bsdutils 1:2.31.1-0.4ubuntu3 built from util-linux
+// 2.31.1-0.4ubuntu3, is compared by its source version too. Compared by
+// its own, the epoch makes it newer than any fix ("2.31.1-0.4ubuntu3.3")
+// and hides a vulnerable package.
+func vulnerable(ctx context.Context, m driver.Matcher, r *claircore.IndexRecord, v *claircore.Vulnerability) (bool, error) {
+	ok, err := m.Vulnerable(ctx, r, v)
+	if ok || err != nil || !sourceFixes(m) {
+		return ok, err
+	}
+	src := r.Package.Source
+	if src == nil || src.Version == "" || src.Version == r.Package.Version {
+		return false, nil
+	}
+	pkg := *r.Package
+	pkg.Version = src.Version
+	alt := *r
+	alt.Package = &pkg
+	return m.Vulnerable(ctx, &alt, v)
+}
+
+// sourceFixes reports the matchers whose trackers give source versions.
+func sourceFixes(m driver.Matcher) bool {
+	switch m.(type) {
+	case *ubuntu.Matcher, *debian.Matcher:
+		return true
+	}
+	return false
 }

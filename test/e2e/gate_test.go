@@ -31,9 +31,9 @@ import (
 	"github.com/divds/divds/test/harness"
 )
 
-// bionicScore is the default-policy score of the bionic rootfs: 257
-// findings (high 11, medium 98, low 107, negligible 41).
-const bionicScore = "856.05"
+// bionicScore is the default-policy score of the bionic rootfs: 261
+// findings (high 11, medium 99, low 109, negligible 42).
+const bionicScore = "866.00"
 
 // gate is a private dockerd gated by divds, with a registry and rsyslog.
 type gate struct {

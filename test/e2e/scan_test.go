@@ -171,7 +171,7 @@ func TestWhiteouts(t *testing.T) {
 			}
 		}
 	}
-	if len(ids(smallRep)) == 0 || len(ids(full)) != 257 {
+	if len(ids(smallRep)) == 0 || len(ids(full)) != 261 {
 		t.Fatalf("test data: %d and %d findings", len(ids(smallRep)), len(ids(full)))
 	}
 	// Each finding names the layer that brought its package: the new
