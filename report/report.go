@@ -98,6 +98,9 @@ type Finding struct {
 	FixedIn        string   `json:"fixed_in"`
 	Severity       string   `json:"severity"`
 	VendorSeverity string   `json:"vendor_severity,omitempty"`
+	// SeveritySource names the tracker Severity comes from when neither
+	// the vendor nor NVD rates the finding ("ubuntu", "debian", …).
+	SeveritySource string `json:"severity_source,omitempty"`
 	CVSS           *CVSS    `json:"cvss,omitempty"`
 	Layer          string   `json:"layer,omitempty"`
 	Description    string   `json:"description,omitempty"`

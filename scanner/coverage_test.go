@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/divds/divds/internal/testdata"
+	"github.com/divds/divds/internal/testdb"
+	"github.com/divds/divds/scanner/vulnstore"
 	"github.com/divds/divds/scoring"
 )
 
@@ -56,5 +58,42 @@ func TestCoverage(t *testing.T) {
 	pol.Undiagnosed = scoring.DecideAllow
 	if res := scanRootfs(t, centos7Root(t), store).Evaluate(pol, time.Now()); res.Verdict != scoring.Allow {
 		t.Fatalf("undiagnosed: allow still denies: %s", res.Summary())
+	}
+}
+
+// TestSeverityFromOtherTrackers: Alpine's secdb rates nothing, so every
+// Alpine image scored 0 (alpine 3.7.3 with CVE-2019-14697, 9.8 in NVD,
+// included). With Ubuntu's data in the same database, the finding weighs
+// what Ubuntu's tracker rates the CVE, and says so.
+func TestSeverityFromOtherTrackers(t *testing.T) {
+	dir := t.TempDir()
+	testdb.Import(t, dir, "alpine-secdb.jsonl.zst", "ubuntu-bionic-oval-2021-08-31.jsonl.zst")
+	store, err := vulnstore.Open(vulnstore.Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rep := scanRootfs(t, testdata.Path(t, "rootfs", "alpine-3.7.3"), store)
+	found := 0
+	for _, f := range rep.Findings {
+		if f.ID == "CVE-2019-14697" {
+			found++
+			if f.Severity != "medium" || f.SeveritySource != "ubuntu" || f.VendorSeverity != "" {
+				t.Fatalf("%+v", f)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("CVE-2019-14697 not found")
+	}
+	if res := rep.Evaluate(scoring.Default(), time.Now()); res.Score == 0 {
+		t.Fatalf("still scores 0: %s", res.Summary())
+	}
+	// Alone, the Alpine data rates nothing: unknown, as before.
+	rep = scanRootfs(t, testdata.Path(t, "rootfs", "alpine-3.7.3"), bundleDB(t, "alpine-secdb.jsonl.zst"))
+	for _, f := range rep.Findings {
+		if f.Severity != "unknown" || f.SeveritySource != "" {
+			t.Fatalf("%+v", f)
+		}
 	}
 }

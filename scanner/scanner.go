@@ -208,6 +208,13 @@ func (s *Scanner) match(ctx context.Context, img *source.Image, idx *index.Resul
 					cvss[f.ID] = c
 				}
 				f.CVSS = c
+				if sev == scoring.Unknown && c == nil {
+					// Neither the vendor nor NVD rates it: what the other
+					// trackers in the database say (Alpine rates nothing).
+					if other, from := otherRating(store, f.ID, vulnstore.Family(v.Updater)); other != claircore.Unknown {
+						f.Severity, f.SeveritySource = match.FromClaircore(other).String(), from
+					}
+				}
 				rep.Findings = append(rep.Findings, f)
 			}
 		}
@@ -226,6 +233,18 @@ func (s *Scanner) match(ctx context.Context, img *source.Image, idx *index.Resul
 	})
 	sort.Slice(rep.Packages, func(i, j int) bool { return rep.Packages[i].Name < rep.Packages[j].Name })
 	return rep, nil
+}
+
+// otherRating is the highest severity another tracker than own gives cve,
+// and which tracker gives it.
+func otherRating(store *vulnstore.Store, cve, own string) (claircore.Severity, string) {
+	best, from := claircore.Unknown, ""
+	for fam, sev := range store.Ratings(cve) {
+		if fam != own && (sev > best || sev == best && fam < from) {
+			best, from = sev, fam
+		}
+	}
+	return best, from
 }
 
 func lookupCVSS(ctx context.Context, store *vulnstore.Store, id string) *report.CVSS {

@@ -34,7 +34,7 @@ func Normalize(v *claircore.Vulnerability) (raw string, sev scoring.Severity) {
 	if raw == "" {
 		raw = ubuntuTitleSeverity(v.Name)
 	}
-	return raw, fromClaircore(v.NormalizedSeverity)
+	return raw, FromClaircore(v.NormalizedSeverity)
 }
 
 func isDebian(v *claircore.Vulnerability) bool {
@@ -56,7 +56,8 @@ func debianUrgency(u string) scoring.Severity {
 	return scoring.Unknown
 }
 
-func fromClaircore(s claircore.Severity) scoring.Severity {
+// FromClaircore converts claircore's normalized severity.
+func FromClaircore(s claircore.Severity) scoring.Severity {
 	switch s {
 	case claircore.Negligible:
 		return scoring.Negligible

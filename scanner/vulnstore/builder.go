@@ -53,6 +53,8 @@ type Builder struct {
 	next  struct{ vuln, blob uint64 }
 	index [][]byte
 	enidx [][]byte
+	// ratings: CVE -> tracker family -> the highest severity it gives.
+	ratings map[string]map[string]uint8
 
 	infos    map[string]*UpdaterInfo // the new database's updaters
 	replaced map[string]bool
@@ -139,7 +141,7 @@ func (b *Builder) beginTx() error {
 		return fmt.Errorf("write %s: %w", b.tmp, err)
 	}
 	b.tx = tx
-	for _, name := range [][]byte{bucketMeta, bucketUpdaters, bucketVulns, bucketBlobs, bucketIndex, bucketEnrich} {
+	for _, name := range [][]byte{bucketMeta, bucketUpdaters, bucketVulns, bucketBlobs, bucketIndex, bucketEnrich, bucketRatings} {
 		bk, err := tx.CreateBucketIfNotExists(name)
 		if err != nil {
 			return fmt.Errorf("write %s: %w", b.tmp, err)
@@ -284,10 +286,14 @@ func (b *Builder) AddVulnerability(v *claircore.Vulnerability) error {
 		}
 	}
 	b.cur.Records++
-	return b.putRecord(rec)
+	return b.putRecord(rec, b.cur.Name)
 }
 
-func (b *Builder) putRecord(rec *record) error {
+func (b *Builder) putRecord(rec *record, updater string) error {
+	if b.ratings == nil {
+		b.ratings = map[string]map[string]uint8{}
+	}
+	b.noteRating(rec, updater)
 	b.next.vuln++
 	id := b.next.vuln
 	if err := b.put(bucketVulns, idKey(id), rec.encode(nil)); err != nil {
@@ -396,7 +402,7 @@ func (b *Builder) copyForward(ctx context.Context) error {
 					return err
 				}
 			}
-			if err := b.putRecord(rec); err != nil {
+			if err := b.putRecord(rec, name); err != nil {
 				return err
 			}
 		}
@@ -438,6 +444,9 @@ func (b *Builder) Commit(ctx context.Context) (Meta, error) {
 		if err := b.put(bucketIndex, k, nil); err != nil {
 			return Meta{}, err
 		}
+	}
+	if err := b.writeRatings(); err != nil {
+		return Meta{}, err
 	}
 	slices.SortFunc(b.enidx, bytes.Compare)
 	b.enidx = slices.CompactFunc(b.enidx, func(x, y []byte) bool { return bytes.Equal(x, y) })
