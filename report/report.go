@@ -91,16 +91,16 @@ type CVSS struct {
 
 // Finding is one vulnerability in one package.
 type Finding struct {
-	ID             string   `json:"id"`
-	Package        string   `json:"package"`
-	Source         string   `json:"source,omitempty"`
-	Version        string   `json:"version"`
-	FixedIn        string   `json:"fixed_in"`
-	Severity       string   `json:"severity"`
-	VendorSeverity string   `json:"vendor_severity,omitempty"`
+	ID             string `json:"id"`
+	Package        string `json:"package"`
+	Source         string `json:"source,omitempty"`
+	Version        string `json:"version"`
+	FixedIn        string `json:"fixed_in"`
+	Severity       string `json:"severity"`
+	VendorSeverity string `json:"vendor_severity,omitempty"`
 	// SeveritySource names the tracker Severity comes from when neither
 	// the vendor nor NVD rates the finding ("ubuntu", "debian", …).
-	SeveritySource string `json:"severity_source,omitempty"`
+	SeveritySource string   `json:"severity_source,omitempty"`
 	CVSS           *CVSS    `json:"cvss,omitempty"`
 	Layer          string   `json:"layer,omitempty"`
 	Description    string   `json:"description,omitempty"`
