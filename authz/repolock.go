@@ -159,7 +159,11 @@ func (l *repoLocks) end(m map[string][]hold, repos []string) {
 
 // tagChanges names the repositories whose tags a request may add or move,
 // and how long its hold may last. Removals are left out: an untag cannot
-// point a name at another image, and the push of a removed tag fails.
+// point a name at another image, and the push of a removed tag fails. So
+// are pulls: a pull of registry/app:1 points the local tag at what
+// registry/app:1 already holds, and pushing that back ships nothing new;
+// a failed pull, which the daemon never answers in the response phase,
+// would otherwise hold the repository for a stream's time to live.
 func tagChanges(c *Call) (repos []string, ttl time.Duration) {
 	one := func(ref string, ttl time.Duration) ([]string, time.Duration) {
 		if strings.TrimSpace(ref) == "" {
@@ -174,8 +178,6 @@ func tagChanges(c *Call) (repos []string, ttl time.Duration) {
 		return one(c.Query.Get("repo"), quickTTL)
 	case ActImport:
 		return one(c.Query.Get("repo"), streamTTL)
-	case ActPull:
-		return one(c.PullRef(), streamTTL)
 	case ActLoad:
 		// The tags are in a tar the plugin never sees.
 		return []string{anyRepo}, streamTTL
