@@ -272,6 +272,18 @@ func (p *Plugin) AuthZReq(req authorization.Request) authorization.Response {
 	}
 	pol := p.Policy()
 	selfProtected := call.Action == ActPluginAdmin || call.Action == ActPluginInstall && call.Name != ""
+	if call.Action == ActRename {
+		// A rename never needs a verdict: it only waits for the starts
+		// and execs of its names.
+		h, busy := p.locks.running(call.Name, call.Query.Get("name"))
+		if !busy {
+			return authorization.Response{Allow: true}
+		}
+		ctx, cancel := p.requestContext(start)
+		defer cancel()
+		return p.respond(ctx, call, "request", start, decision{image: call.Name, reason: "start in progress",
+			msg: fmt.Sprintf("divds: rename of %s refused: %s of that name is being decided; retry when it is done", call.Name, h.what)})
+	}
 	refusal, refusable := refusals[call.Action]
 	g, gated := gates[call.Action]
 	gated = gated && pol.Gated(g.on)
@@ -366,8 +378,12 @@ func (p *Plugin) AuthZRes(req authorization.Request) authorization.Response {
 	if err != nil {
 		return authorization.Response{Allow: true}
 	}
-	if call.Action == ActPush {
+	switch call.Action {
+	case ActPush:
 		p.locks.endPush(repoOf(call.PushRef()))
+		return authorization.Response{Allow: true}
+	case ActStart, ActExec:
+		p.locks.endRun(call.Name)
 		return authorization.Response{Allow: true}
 	}
 	if call.Action == ActPull || call.Action == ActImport {
@@ -911,6 +927,17 @@ func (p *Plugin) gateExec(ctx context.Context, call *Call, pol *scoring.Policy) 
 }
 
 func (p *Plugin) containerVerdict(ctx context.Context, action string, call *Call, pol *scoring.Policy) decision {
+	// The daemon resolves the name again when it acts: no rename may
+	// point it at another container until the response.
+	p.locks.beginRun(call.Name, action+" of "+call.Name)
+	d := p.judgeContainer(ctx, action, call, pol)
+	if !d.allow {
+		p.locks.endRun(call.Name)
+	}
+	return d
+}
+
+func (p *Plugin) judgeContainer(ctx context.Context, action string, call *Call, pol *scoring.Policy) decision {
 	c, err := p.opts.Daemon.Container(ctx, call.Name)
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -33,6 +33,10 @@ type repoLocks struct {
 	// pulls are the gated pulls under way, whose response phase decides
 	// what they brought: the daemon's pull event for them is left alone.
 	pulls map[string][]hold
+	// runs are the container names a start or exec is being decided for:
+	// the gate resolves the name, and the daemon resolves it again, so a
+	// rename in between must wait.
+	runs map[string][]hold
 }
 
 type hold struct {
@@ -41,7 +45,7 @@ type hold struct {
 }
 
 func newRepoLocks() *repoLocks {
-	return &repoLocks{now: time.Now, pushes: map[string][]hold{}, changes: map[string][]hold{}, pulls: map[string][]hold{}}
+	return &repoLocks{now: time.Now, pushes: map[string][]hold{}, changes: map[string][]hold{}, pulls: map[string][]hold{}, runs: map[string][]hold{}}
 }
 
 // How long a hold may last without its response: a push or a streamed
@@ -138,6 +142,32 @@ func (l *repoLocks) pulling(repo string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.live(l.pulls, repo)) > 0
+}
+
+// containerName is a container name as the daemon keys it.
+func containerName(n string) string { return strings.TrimPrefix(n, "/") }
+
+// beginRun holds a container name while its start or exec is decided and
+// done.
+func (l *repoLocks) beginRun(name, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := containerName(name)
+	l.runs[n] = append(l.runs[n], hold{what: what, until: l.now().Add(quickTTL)})
+}
+
+func (l *repoLocks) endRun(name string) { l.end(l.runs, []string{containerName(name)}) }
+
+// running names a start or exec under way for any of names.
+func (l *repoLocks) running(names ...string) (hold, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range names {
+		if hs := l.live(l.runs, containerName(n)); len(hs) > 0 {
+			return hs[0], true
+		}
+	}
+	return hold{}, false
 }
 
 // endPush and endChange release the oldest hold of each repository.

@@ -98,3 +98,41 @@ func TestRepoLockExpires(t *testing.T) {
 		t.Fatalf("an expired hold still refuses: %v", err)
 	}
 }
+
+// TestStartHoldsItsName: the start gate resolves a container name and the
+// daemon resolves it again; a rename of that name (either way) in
+// between is refused until the start's response.
+func TestStartHoldsItsName(t *testing.T) {
+	var scans atomic.Int32
+	p, _ := newPlugin(t, scoring.Default(), images(), fakeDB{}, &scans)
+	steps := []struct {
+		phase, r string
+		allow    bool
+	}{
+		{"req", "POST /containers/oldok/rename?name=x", true},
+		{"req", "POST /containers/oldok/start", true},
+		{"req", "POST /containers/oldok/rename?name=x", false},
+		{"req", "POST /containers/oldvuln/rename?name=oldok", false},
+		{"req", "POST /containers/other/rename?name=y", true},
+		{"res", "POST /containers/oldok/start", true},
+		{"req", "POST /containers/oldvuln/rename?name=oldok", true},
+		// A denied start holds nothing.
+		{"req", "POST /containers/oldvuln/start", false},
+		{"req", "POST /containers/oldvuln/rename?name=z", true},
+	}
+	for i, s := range steps {
+		method, uri, _ := strings.Cut(s.r, " ")
+		var allowed bool
+		var msg string
+		if s.phase == "req" {
+			res := p.AuthZReq(req(method, uri, ""))
+			allowed, msg = res.Allow, res.Msg
+		} else {
+			res := p.AuthZRes(req(method, uri, ""))
+			allowed, msg = res.Allow, res.Msg
+		}
+		if allowed != s.allow {
+			t.Fatalf("step %d %s %s: allow %v, want %v (%s)", i, s.phase, s.r, allowed, s.allow, msg)
+		}
+	}
+}

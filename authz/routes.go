@@ -44,6 +44,9 @@ const (
 	ActPluginCreate Action = "plugin-create"
 	// ActExec runs a new process in a container, of the container's image.
 	ActExec Action = "exec"
+	// ActRename renames a container: refused while a start or exec of
+	// either name is being decided (see repoLocks.beginRun).
+	ActRename Action = "rename"
 	// ActSwarmJoin makes this daemon run the tasks of services that other
 	// managers, maybe without DIVDS, accept: swarm init and join.
 	ActSwarmJoin Action = "swarm-join"
@@ -73,6 +76,7 @@ var routes = []route{
 	// restart starts a stopped container too.
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/(start|restart)$`), ActStart},
 	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/exec$`), ActExec},
+	{[]string{"POST"}, regexp.MustCompile(`^/containers/(?P<name>.+)/rename$`), ActRename},
 	{[]string{"POST"}, regexp.MustCompile(`^/images/load$`), ActLoad},
 	// BuildKit builds: the CLI's session and buildx's gRPC endpoint run
 	// builds (and pull their bases) without /build.

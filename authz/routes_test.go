@@ -96,6 +96,7 @@ func TestParse(t *testing.T) {
 		{"exec", "POST", "/v1.41/containers/web/exec", nil, []byte(`{"Cmd":["sh"]}`), ActExec, "web", false},
 		{"exec of a link alias", "POST", "/v1.41/containers/web/db/exec", nil, nil, ActExec, "web/db", false},
 		{"exec start", "POST", "/v1.41/exec/abc/start", nil, nil, ActOther, "", false},
+		{"rename", "POST", "/v1.41/containers/web/rename?name=x", nil, nil, ActRename, "", false},
 		{"container update", "POST", "/v1.41/containers/web/update", nil, nil, ActOther, "", false},
 		{"network create", "POST", "/v1.41/networks/create", nil, nil, ActOther, "", false},
 		{"swarm init", "POST", "/v1.41/swarm/init", nil, nil, ActSwarmJoin, "", false},

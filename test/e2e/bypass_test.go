@@ -403,3 +403,60 @@ func TestBypassHiddenPackageDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestBypassRenameRace: the start gate resolves a container name, and the
+// daemon resolves it again. Renames that swap a clean container's name
+// onto a container of a denied image race starts of that name for a fixed
+// number of tries; the denied container must never start.
+func TestBypassRenameRace(t *testing.T) {
+	g := startGate(t, "mode: audit\n")
+	defer g.dumpOnFailure(t)
+	g.d.MustCLI(t, "import", g.runnableVulnTar(t), "vulnrun:1")
+	g.importAlpine(t, "clean:local")
+	g.d.MustCLI(t, "create", "--name", "app", "--network", "none", "clean:local", "true")
+	denied := strings.TrimSpace(g.d.MustCLI(t, "create", "--name", "bad", "--network", "none", "vulnrun:1", "true"))
+	g.reload(t, "")
+	ctx := context.Background()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			// Swap the names; a refused step leaves them as they are.
+			if g.d.Client.ContainerRename(ctx, "app", "tmpx") == nil {
+				if g.d.Client.ContainerRename(ctx, "bad", "app") == nil {
+					g.d.Client.ContainerRename(ctx, "tmpx", "bad")
+				} else {
+					g.d.Client.ContainerRename(ctx, "tmpx", "app")
+				}
+			}
+			time.Sleep(2 * time.Millisecond) // pacing, as in moveTagLoop
+		}
+	}()
+	const tries = 40
+	started := 0
+	for range tries {
+		if g.d.Client.ContainerStart(ctx, "app", container.StartOptions{}) == nil {
+			started++
+		}
+	}
+	close(done)
+	wg.Wait()
+	c, err := g.d.Client.ContainerInspect(ctx, denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.State.StartedAt, "0001-") {
+		t.Fatalf("the container of the denied image started at %s", c.State.StartedAt)
+	}
+	if started == 0 {
+		t.Fatal("no start succeeded: the race proves nothing")
+	}
+	t.Logf("%d tries, %d starts of the clean container, none of the denied one", tries, started)
+}
