@@ -428,22 +428,35 @@ func TestBypassRenameRace(t *testing.T) {
 				return
 			default:
 			}
-			// Swap the names; a refused step leaves them as they are.
-			if g.d.Client.ContainerRename(ctx, "app", "tmpx") == nil {
-				if g.d.Client.ContainerRename(ctx, "bad", "app") == nil {
-					g.d.Client.ContainerRename(ctx, "tmpx", "bad")
-				} else {
-					g.d.Client.ContainerRename(ctx, "tmpx", "app")
+			// Swap the names. A rename refused while a start is decided
+			// is retried, so that the names always end up whole again.
+			settle := func(from, to string) {
+				deadline := time.Now().Add(30 * time.Second) // a hold lasts 30 s at most
+				for g.d.Client.ContainerRename(ctx, from, to) != nil && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
 				}
 			}
-			time.Sleep(2 * time.Millisecond) // pacing, as in moveTagLoop
+			if g.d.Client.ContainerRename(ctx, "app", "tmpx") == nil {
+				if g.d.Client.ContainerRename(ctx, "bad", "app") == nil {
+					settle("tmpx", "bad")
+				} else {
+					settle("tmpx", "app")
+				}
+			}
+			// Pacing, as in moveTagLoop: while the names are swapped,
+			// "app" is missing or the denied container, and a loop without
+			// a pause leaves no start a clean "app" to find.
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	const tries = 40
+	const tries = 60
 	started := 0
+	var lastErr error
 	for range tries {
-		if g.d.Client.ContainerStart(ctx, "app", container.StartOptions{}) == nil {
+		if err := g.d.Client.ContainerStart(ctx, "app", container.StartOptions{}); err == nil {
 			started++
+		} else {
+			lastErr = err
 		}
 	}
 	close(done)
@@ -456,7 +469,7 @@ func TestBypassRenameRace(t *testing.T) {
 		t.Fatalf("the container of the denied image started at %s", c.State.StartedAt)
 	}
 	if started == 0 {
-		t.Fatal("no start succeeded: the race proves nothing")
+		t.Fatalf("no start succeeded (the last: %v): the race proves nothing", lastErr)
 	}
 	t.Logf("%d tries, %d starts of the clean container, none of the denied one", tries, started)
 }
