@@ -162,10 +162,11 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 	}
 	p, q := c.Path, c.Query
 	switch c.Action {
-	case ActPull, ActPush, ActService, ActPluginInstall:
+	case ActPull, ActPush, ActService, ActPluginInstall, ActTag, ActCommit, ActRename:
 		// The daemon puts a form body's values ahead of the query's, and
 		// plugins are never sent such a body: a gate that reads the query
-		// would read other values than the daemon acts on.
+		// would read other values than the daemon acts on. That includes
+		// the holds: a tag's or commit's repo, a rename's new name.
 		if formBody(headers) {
 			return nil, malformed("%s %s with a form body, which would override the query the plugin sees", c.Method, p)
 		}

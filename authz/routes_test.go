@@ -97,6 +97,11 @@ func TestParse(t *testing.T) {
 		{"exec of a link alias", "POST", "/v1.41/containers/web/db/exec", nil, nil, ActExec, "web/db", false},
 		{"exec start", "POST", "/v1.41/exec/abc/start", nil, nil, ActOther, "", false},
 		{"rename", "POST", "/v1.41/containers/web/rename?name=x", nil, nil, ActRename, "", false},
+		// The holds read the query: a form body would name other targets.
+		{"rename, form body", "POST", "/v1.41/containers/web/rename?name=x", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, nil, "", "", true},
+		{"tag, form body", "POST", "/v1.41/images/x/tag?repo=elsewhere", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, nil, "", "", true},
+		{"commit, form body", "POST", "/v1.41/commit?container=c&repo=elsewhere", map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, nil, "", "", true},
+		{"commit, JSON body", "POST", "/v1.41/commit?container=c&repo=app", map[string]string{"Content-Type": "application/json"}, []byte(`{}`), ActCommit, "", false},
 		{"container update", "POST", "/v1.41/containers/web/update", nil, nil, ActOther, "", false},
 		{"network create", "POST", "/v1.41/networks/create", nil, nil, ActOther, "", false},
 		{"swarm init", "POST", "/v1.41/swarm/init", nil, nil, ActSwarmJoin, "", false},
