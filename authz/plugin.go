@@ -503,7 +503,7 @@ func (p *Plugin) verifyCreate(ctx context.Context, call *Call, body []byte, pol 
 	if err != nil {
 		d = p.daemonError(ctx, "run", call.Image, pol, err)
 	} else {
-		d = p.verdictFor(ctx, "run", containerRef(c), ImageInfo{ID: c.ImageID}, pol)
+		d = p.verdictFor(ctx, "run", containerRef(c), p.imageOf(ctx, c.ImageID), pol)
 	}
 	if d.allow {
 		return d
@@ -543,7 +543,7 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageIn
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil {
 		var v *Verdict
-		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), append([]string{ref}, img.RepoDigests...))
+		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), trustedRefs(ref, img))
 		if err == nil {
 			d.verdict = v
 			d.allow = v.Verdict != scoring.Deny
@@ -565,6 +565,31 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageIn
 	}
 	d.msg = fmt.Sprintf("%s of %s denied: no verdict could be computed: %v. Fix the cause, or set on_error: allow in %s", action, ref, err, p.opts.PolicyPath)
 	return d
+}
+
+// trustedRefs are the references a local image's verdict is evaluated
+// with: the name the request used, and the repository digests the daemon
+// reports for the image (which vouch for the names of their
+// repositories). A digest reference written by the client counts only
+// as the daemon records it (dockerd 20.10 resolves one only when it holds
+// that repository digest, then reported in RepoDigests): the gate does
+// not rest on how each engine and image store resolves such a reference.
+func trustedRefs(ref string, img ImageInfo) []string {
+	refs := slices.Clone(img.RepoDigests)
+	if !strings.Contains(ref, "@") {
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+// imageOf is the image a container runs, with its repository digests as
+// the daemon reports them now (they vouch for scoped policy entries, as
+// at create); only the ID when the image cannot be inspected.
+func (p *Plugin) imageOf(ctx context.Context, id string) ImageInfo {
+	if info, err := p.opts.Daemon.Inspect(ctx, id); err == nil && info.ID == id {
+		return info
+	}
+	return ImageInfo{ID: id}
 }
 
 // gatePush decides a push from the images its tags name now, and holds
@@ -945,7 +970,7 @@ func (p *Plugin) judgeContainer(ctx context.Context, action string, call *Call, 
 	case err != nil:
 		return p.daemonError(ctx, action, "container "+call.Name, pol, err)
 	}
-	return p.verdictFor(ctx, action, containerRef(c), ImageInfo{ID: c.ImageID}, pol)
+	return p.verdictFor(ctx, action, containerRef(c), p.imageOf(ctx, c.ImageID), pol)
 }
 
 // containerRef is how a container's image is named in verdicts and

@@ -195,6 +195,11 @@ func images() *fakeDaemon {
 		// local copies of images whose registry cannot be read
 		"unreachable/app:ok":   {ID: "sha256:ok", RepoTags: []string{"unreachable/app:ok"}},
 		"unreachable/app:vuln": {ID: "sha256:vuln", RepoTags: []string{"unreachable/app:vuln"}},
+		// a digest reference that some engine might resolve by the ID
+		// alone; the daemon reports no digest of trusted/app for it
+		"trusted/app@sha256:" + strings.Repeat("f", 64): {ID: "sha256:vuln", RepoTags: []string{"app:vuln"}},
+		// pulled from trusted/app: the daemon reports the digest
+		"trusted/app:pulled": {ID: "sha256:vulnpulled", RepoTags: []string{"trusted/app:pulled"}, RepoDigests: []string{"trusted/app@sha256:" + strings.Repeat("e", 64)}},
 		// pinned references of local images (services)
 		"app:vuln@" + pin:             {ID: "sha256:vuln", RepoTags: []string{"app:vuln"}},
 		"unreachable/app:ok@" + pin:   {ID: "sha256:ok", RepoTags: []string{"unreachable/app:ok"}},
@@ -208,6 +213,12 @@ func req(method, uri string, body string) authorization.Request {
 
 func service(uri, image string) authorization.Request {
 	return req("POST", uri, fmt.Sprintf(`{"Name":"s1","TaskTemplate":{"ContainerSpec":{"Image":%q}}}`, image))
+}
+
+// trustedOverride raises θ for images from trusted/app.
+func trustedOverride(p *scoring.Policy) {
+	th := scoring.Points(10000000)
+	p.Overrides = []scoring.Override{{Images: []string{"trusted/app"}, Threshold: &th}}
 }
 
 // pin is the digest the service rows pin their images by.
@@ -293,6 +304,11 @@ func TestGates(t *testing.T) {
 		{"plugin install, pull gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/plugins/pull?remote=reg/plug:vuln", "[]"), true, nil},
 		{"upgrade self, pull gate off", func(p *scoring.Policy) { p.Actions = []scoring.Action{scoring.ActionRun} }, req("POST", "/v1.41/plugins/divds:latest/upgrade?remote=reg/plug:ok", "[]"), false, []string{"refused", "allow_plugin_admin"}},
 		{"auth", nil, req("POST", "/v1.41/auth", `{"username":"u","password":"hunter2"}`), true, nil},
+		// A scoped override counts a repository's name only when the daemon
+		// reports a digest of that repository for the image, not because
+		// the client wrote one.
+		{"override, digest reference written by the client", trustedOverride, req("POST", "/containers/create", `{"Image":"trusted/app@sha256:`+strings.Repeat("f", 64)+`"}`), false, []string{"denied"}},
+		{"override, image pulled from the repository", trustedOverride, req("POST", "/containers/create", `{"Image":"trusted/app:pulled"}`), true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,7 +80,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		}
 		start := time.Now()
 		r.Checked++
-		d := p.verdictFor(ctx, "run", c.Image, ImageInfo{ID: c.ImageID}, pol)
+		d := p.verdictFor(ctx, "run", c.Image, p.imageOf(ctx, c.ImageID), pol)
 		if d.verdict == nil {
 			if r.Unknown++; r.Unknown == 1 {
 				unknownErr = d.err
