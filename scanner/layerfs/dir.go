@@ -141,12 +141,20 @@ func opaque(pathFD int) bool {
 	return false
 }
 
-func (d *dirReader) readDir(p string) error {
+// openDir opens the directory p inside the layer, never through a link.
+func (d *dirReader) openDir(p string) (*os.File, error) {
 	fd, err := unix.Openat2(d.fd, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveFlags})
 	if err != nil {
-		return fmt.Errorf("open %s in layer %s: %w", p, d.root, err)
+		return nil, fmt.Errorf("open %s in layer %s: %w", p, d.root, err)
 	}
-	f := os.NewFile(uintptr(fd), p)
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+func (d *dirReader) readDir(p string) error {
+	f, err := d.openDir(p)
+	if err != nil {
+		return err
+	}
 	defer f.Close()
 	names, err := f.Readdirnames(10000)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -198,12 +206,12 @@ func (d *dirReader) readFile(p string, st *unix.Stat_t) error {
 // deletes. The directory is listed with the types readdir gives, without
 // a system call per file: a base layer holds thousands of them.
 func (d *dirReader) readFileLists(p string) error {
-	fd, err := unix.Openat2(d.fd, p, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolveFlags})
+	f, err := d.openDir(p)
 	if err != nil {
-		return fmt.Errorf("open %s in layer %s: %w", p, d.root, err)
+		return err
 	}
-	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
+	fd := int(f.Fd())
 	entries, err := f.ReadDir(d.lim.MaxEntries + 1)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("list %s in layer %s: %w", p, d.root, err)
