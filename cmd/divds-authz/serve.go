@@ -453,9 +453,18 @@ func (m *eventMark) load(log logrus.FieldLogger) time.Time {
 	if err != nil || time.Since(t) > 24*time.Hour || t.After(time.Now()) {
 		return time.Time{}
 	}
+	// An event is marked when it is dispatched, and a pull's decision may
+	// wait for a gated pull's response for a while after that: replaying
+	// from a little earlier covers a kill in between (a replay only
+	// repeats decisions, each idempotent).
+	t = t.Add(-replayMargin)
 	log.WithField("since", t).Info("replaying the daemon's events since the last one handled")
 	return t
 }
+
+// replayMargin is how far before the mark a restart replays: longer than
+// a pull event may wait (authz's pullEventWait, 2 minutes).
+const replayMargin = 3 * time.Minute
 
 func (m *eventMark) save(t time.Time) {
 	if t.Sub(m.written) < time.Second {
