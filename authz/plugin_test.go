@@ -105,7 +105,7 @@ func (d *fakeDaemon) Container(_ context.Context, name string) (Container, error
 	switch name {
 	case "oldvuln", "web/oldvuln":
 		return Container{ID: "c-oldvuln", Name: "oldvuln", Image: "app:vuln", ImageID: "sha256:vuln"}, nil
-	case "oldok":
+	case "oldok", "web/okalias":
 		return Container{ID: "c-oldok", Name: "oldok", Image: "app:ok", ImageID: "sha256:ok"}, nil
 	}
 	return Container{}, fmt.Errorf("%w: container %s", ErrNotFound, name)

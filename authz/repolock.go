@@ -158,13 +158,21 @@ func (l *repoLocks) beginRun(name, what string) {
 
 func (l *repoLocks) endRun(name string) { l.end(l.runs, []string{containerName(name)}) }
 
-// running names a start or exec under way for any of names.
+// running names a start or exec under way that a rename of any of names
+// could redirect: one of that name, or of a link alias below it
+// ("web/db" resolves through the container named "web").
 func (l *repoLocks) running(names ...string) (hold, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, n := range names {
-		if hs := l.live(l.runs, containerName(n)); len(hs) > 0 {
-			return hs[0], true
+	for held := range l.runs {
+		hs := l.live(l.runs, held)
+		if len(hs) == 0 {
+			continue
+		}
+		for _, n := range names {
+			if n = containerName(n); n != "" && (held == n || strings.HasPrefix(held, n+"/")) {
+				return hs[0], true
+			}
 		}
 	}
 	return hold{}, false

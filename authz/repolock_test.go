@@ -116,6 +116,14 @@ func TestStartHoldsItsName(t *testing.T) {
 		{"req", "POST /containers/other/rename?name=y", true},
 		{"res", "POST /containers/oldok/start", true},
 		{"req", "POST /containers/oldvuln/rename?name=oldok", true},
+		// A start through a link alias holds the name the alias hangs on:
+		// renaming another container to "web" would redirect the alias.
+		{"req", "POST /containers/web/okalias/start", true},
+		{"req", "POST /containers/other/rename?name=web", false},
+		{"req", "POST /containers/web/rename?name=x", false},
+		{"req", "POST /containers/we/rename?name=x", true},
+		{"res", "POST /containers/web/okalias/start", true},
+		{"req", "POST /containers/other/rename?name=web", true},
 		// A denied start holds nothing.
 		{"req", "POST /containers/oldvuln/start", false},
 		{"req", "POST /containers/oldvuln/rename?name=z", true},
