@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/client"
 	"github.com/sirupsen/logrus"
 
 	"github.com/divds/divds/authz"
@@ -31,7 +29,7 @@ var _ authz.Daemon = Daemon{}
 func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error) {
 	insp, err := d.C.ImageInspect(ctx, ref)
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return authz.ImageInfo{}, fmt.Errorf("%w: %s", authz.ErrNotFound, ref)
 		}
 		return authz.ImageInfo{}, err
@@ -41,12 +39,12 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 
 // Repo implements authz.Daemon.
 func (d Daemon) Repo(ctx context.Context, repo string) ([]authz.ImageInfo, error) {
-	list, err := d.C.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", repo))})
+	list, err := d.C.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", repo)})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]authz.ImageInfo, 0, len(list))
-	for _, s := range list {
+	out := make([]authz.ImageInfo, 0, len(list.Items))
+	for _, s := range list.Items {
 		out = append(out, authz.ImageInfo{ID: s.ID, RepoTags: s.RepoTags, RepoDigests: s.RepoDigests})
 	}
 	return out, nil
@@ -55,8 +53,8 @@ func (d Daemon) Repo(ctx context.Context, repo string) ([]authz.ImageInfo, error
 // Untag implements authz.Daemon: a forced removal of one reference,
 // which deletes the image only when no other reference holds it.
 func (d Daemon) Untag(ctx context.Context, ref string) error {
-	_, err := d.C.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
-	if client.IsErrNotFound(err) {
+	_, err := d.C.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("%w: %s", authz.ErrNotFound, ref)
 	}
 	return err
@@ -64,13 +62,14 @@ func (d Daemon) Untag(ctx context.Context, ref string) error {
 
 // Container implements authz.Daemon.
 func (d Daemon) Container(ctx context.Context, name string) (authz.Container, error) {
-	c, err := d.C.ContainerInspect(ctx, name)
+	res, err := d.C.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return authz.Container{}, fmt.Errorf("%w: container %s", authz.ErrNotFound, name)
 		}
 		return authz.Container{}, err
 	}
+	c := res.Container
 	out := authz.Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), ImageID: c.Image}
 	if c.Config != nil {
 		out.Image = c.Config.Image
@@ -85,7 +84,7 @@ func (d Daemon) Container(ctx context.Context, name string) (authz.Container, er
 func (d Daemon) subscribe(ctx context.Context, since time.Time) (<-chan events.Message, <-chan error, context.CancelFunc) {
 	sub, cancel := context.WithCancel(ctx)
 	pingCtx, pingCancel := context.WithTimeout(sub, 5*time.Second)
-	_, err := d.C.Ping(pingCtx)
+	_, err := d.C.Ping(pingCtx, client.PingOptions{NegotiateAPIVersion: true})
 	pingCancel()
 	if err != nil {
 		errs := make(chan error, 1)
@@ -93,24 +92,24 @@ func (d Daemon) subscribe(ctx context.Context, since time.Time) (<-chan events.M
 		return nil, errs, cancel
 	}
 	timer := time.AfterFunc(10*time.Second, cancel)
-	msgs, errs := d.C.Events(sub, events.ListOptions{
+	res := d.C.Events(sub, client.EventsListOptions{
 		Since:   strconv.FormatInt(since.Unix(), 10),
-		Filters: filters.NewArgs(filters.Arg("type", string(events.ImageEventType)), filters.Arg("type", string(events.ContainerEventType))),
+		Filters: make(client.Filters).Add("type", string(events.ImageEventType), string(events.ContainerEventType)),
 	})
 	timer.Stop()
-	return msgs, errs, cancel
+	return res.Messages, res.Err, cancel
 }
 
 // PluginName implements authz.Daemon.
 func (d Daemon) PluginName(ctx context.Context, ref string) (string, error) {
-	pl, _, err := d.C.PluginInspectWithRaw(ctx, ref)
+	res, err := d.C.PluginInspect(ctx, ref, client.PluginInspectOptions{})
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return "", fmt.Errorf("%w: plugin %s", authz.ErrNotFound, ref)
 		}
 		return "", err
 	}
-	return pl.Name, nil
+	return res.Plugin.Name, nil
 }
 
 // arrivalActions are the image events after which an image may be new.
@@ -212,14 +211,14 @@ func (d Daemon) Follow(ctx context.Context, log logrus.FieldLogger, h Handlers) 
 
 // PreviousServiceImage implements authz.Daemon.
 func (d Daemon) PreviousServiceImage(ctx context.Context, service string) (string, error) {
-	svc, _, err := d.C.ServiceInspectWithRaw(ctx, service, swarm.ServiceInspectOptions{})
+	res, err := d.C.ServiceInspect(ctx, service, client.ServiceInspectOptions{})
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return "", fmt.Errorf("%w: service %s", authz.ErrNotFound, service)
 		}
 		return "", err
 	}
-	prev := svc.PreviousSpec
+	prev := res.Service.PreviousSpec
 	if prev == nil || prev.TaskTemplate.ContainerSpec == nil || prev.TaskTemplate.ContainerSpec.Image == "" {
 		return "", fmt.Errorf("%w: previous spec of service %s", authz.ErrNotFound, service)
 	}
@@ -228,19 +227,16 @@ func (d Daemon) PreviousServiceImage(ctx context.Context, service string) (strin
 
 // RunningContainers implements authz.Daemon.
 func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.Container, error) {
-	opts := container.ListOptions{}
+	opts := client.ContainerListOptions{}
 	if len(ids) > 0 {
-		opts.Filters = filters.NewArgs()
-		for _, id := range ids {
-			opts.Filters.Add("id", id)
-		}
+		opts.Filters = make(client.Filters).Add("id", ids...)
 	}
 	list, err := d.C.ContainerList(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]authz.Container, 0, len(list))
-	for _, c := range list {
+	out := make([]authz.Container, 0, len(list.Items))
+	for _, c := range list.Items {
 		name := c.ID
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
@@ -252,8 +248,8 @@ func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.C
 
 // RemoveContainer implements authz.Daemon.
 func (d Daemon) RemoveContainer(ctx context.Context, id string) error {
-	err := d.C.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
-	if client.IsErrNotFound(err) {
+	_, err := d.C.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	if cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("%w: container %s", authz.ErrNotFound, id)
 	}
 	return err
@@ -263,8 +259,8 @@ func (d Daemon) RemoveContainer(ctx context.Context, id string) error {
 // timeout. Its restart policy is set to "no" first: with "always", dockerd
 // starts a stopped container again at its next start.
 func (d Daemon) StopContainer(ctx context.Context, id string) error {
-	_, uerr := d.C.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled}})
-	if err := d.C.ContainerStop(ctx, id, container.StopOptions{}); err != nil {
+	_, uerr := d.C.ContainerUpdate(ctx, id, client.ContainerUpdateOptions{RestartPolicy: &container.RestartPolicy{Name: container.RestartPolicyDisabled}})
+	if _, err := d.C.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
 		return err
 	}
 	if uerr != nil {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 
 	"github.com/divds/divds/scanner"
@@ -120,15 +120,16 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 }
 
 // dockerClient connects to host, or as DOCKER_HOST and the docker CLI's
-// defaults say, negotiating the API version with the daemon unless extra
-// options fix it.
-func dockerClient(host string, extra ...client.Opt) (*client.Client, error) {
+// defaults say. The moby client negotiates the API version on its first
+// request, once, under a lock (the docker/docker client before it raced
+// with its own event stream there): 1.41 with Debian's dockerd 20.10,
+// 1.56 with Docker 29, whose platform and manifest options the gates use.
+func dockerClient(host string) (*client.Client, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
-	opts = append(opts, extra...)
-	c, err := client.NewClientWithOpts(opts...)
+	c, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}

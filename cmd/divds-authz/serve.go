@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/client"
 	"github.com/docker/go-plugins-helpers/authorization"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -153,11 +152,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	db := &dbState{h: handle}
 
-	// A fixed API version, not negotiation: the docker client negotiates
-	// on its first request without a lock, racing with the event stream
-	// that reads the version (found by the race detector under the real
-	// daemon). 1.41 is Debian's dockerd 20.10; newer engines accept it.
-	dc, err := dockerClient(f.dockerHost, client.WithVersion(pluginAPIVersion))
+	dc, err := dockerClient(f.dockerHost)
 	if err != nil {
 		return err
 	}
@@ -425,9 +420,6 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 		}
 	}
 }
-
-// pluginAPIVersion is the Docker API version the plugin speaks.
-const pluginAPIVersion = "1.41"
 
 // auditSpool keeps the audit records syslog has not received yet.
 const auditSpool = "audit.spool"

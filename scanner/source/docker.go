@@ -9,8 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
 
 	"github.com/divds/divds/report"
 	"github.com/divds/divds/scanner/index"
@@ -40,16 +41,17 @@ var errFallback = errors.New("layer directories not readable")
 
 // Read implements Source.
 func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
-	insp, err := d.Client.ImageInspect(ctx, d.Ref)
+	res, err := d.Client.ImageInspect(ctx, d.Ref)
+	insp := res.InspectResponse
 	if err != nil {
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("no such image in the daemon: %s", d.Ref)
 		}
 		return nil, fmt.Errorf("inspect %s: %w", d.Ref, err)
 	}
 	img := &Image{Meta: metaFromInspect(insp)}
 	if hist, err := d.Client.ImageHistory(ctx, insp.ID); err == nil {
-		if cmds := layerCommands(hist, len(insp.RootFS.Layers)); cmds != nil {
+		if cmds := layerCommands(hist.Items, len(insp.RootFS.Layers)); cmds != nil {
 			for i := range img.Meta.Layers {
 				img.Meta.Layers[i].CreatedBy = cmds[i]
 			}
@@ -127,8 +129,14 @@ func layerCommands(hist []image.HistoryResponseItem, layers int) []string {
 // readOverlay reads overlay2's diff directories: LowerDir lists the
 // lower layers topmost first, UpperDir is the top layer.
 func readOverlay(ctx context.Context, insp image.InspectResponse, lim layerfs.Limits, cached Cached) ([]index.Layer, error) {
-	if insp.GraphDriver.Name != "overlay2" {
-		return nil, fmt.Errorf("%w: storage driver %q", errFallback, insp.GraphDriver.Name)
+	// The containerd image store reports no graph driver from API 1.52
+	// on (and "overlayfs" with no directories before).
+	if insp.GraphDriver == nil || insp.GraphDriver.Name != "overlay2" {
+		name := "none reported"
+		if insp.GraphDriver != nil {
+			name = insp.GraphDriver.Name
+		}
+		return nil, fmt.Errorf("%w: storage driver %q", errFallback, name)
 	}
 	var dirs []string
 	if lower := insp.GraphDriver.Data["LowerDir"]; lower != "" {

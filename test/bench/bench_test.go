@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/divds/divds/internal/testdata"
 	"github.com/divds/divds/internal/testdb"
@@ -138,12 +138,12 @@ func medianList(b *testing.B, d *harness.Docker, n int) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	for i := 0; i < 200; i++ { // warm up
-		d.Client.ContainerList(ctx, container.ListOptions{})
+		d.Client.ContainerList(ctx, client.ContainerListOptions{})
 	}
 	durs := make([]time.Duration, n)
 	for i := range durs {
 		start := time.Now()
-		if _, err := d.Client.ContainerList(ctx, container.ListOptions{}); err != nil {
+		if _, err := d.Client.ContainerList(ctx, client.ContainerListOptions{}); err != nil {
 			b.Fatal(err)
 		}
 		durs[i] = time.Since(start)

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	"github.com/divds/divds/internal/testdata"
 	"github.com/divds/divds/test/harness"
@@ -121,7 +121,7 @@ func (g *gate) moveTagLoop(ctx context.Context, tag string) (stop func()) {
 			if i%2 == 1 {
 				src = "bionic:local"
 			}
-			g.d.Client.ImageTag(ctx, src, tag)
+			g.d.Client.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: tag})
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
@@ -151,7 +151,7 @@ func TestBypassCreateRace(t *testing.T) {
 	stop := g.moveTagLoop(ctx, "race:1")
 	var created []string
 	for range tries {
-		res, err := g.d.Client.ContainerCreate(ctx, &container.Config{Image: "race:1", Cmd: []string{"/bin/true"}}, nil, nil, nil, "")
+		res, err := g.d.Client.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{Image: "race:1", Cmd: []string{"/bin/true"}}})
 		if err == nil {
 			created = append(created, res.ID)
 		}
@@ -160,12 +160,12 @@ func TestBypassCreateRace(t *testing.T) {
 	if len(created) == 0 {
 		t.Fatal("no create succeeded: the race proves nothing")
 	}
-	list, err := g.d.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs()})
+	list, err := g.d.Client.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var bad []string
-	for _, c := range list {
+	for _, c := range list.Items {
 		if c.ImageID == ids["bionic:local"] {
 			bad = append(bad, c.ID[:12])
 		}
@@ -174,9 +174,9 @@ func TestBypassCreateRace(t *testing.T) {
 		t.Fatalf("%d of %d tries left containers of the denied image: %v", len(bad), tries, bad)
 	}
 	for _, id := range created {
-		c, err := g.d.Client.ContainerInspect(ctx, id)
-		if err != nil || c.Image != ids["clean:local"] {
-			t.Fatalf("create answered %s, which runs %s (%v)", id[:12], c.Image, err)
+		c, err := g.d.Client.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil || c.Container.Image != ids["clean:local"] {
+			t.Fatalf("create answered %s, which runs %s (%v)", id[:12], c.Container.Image, err)
 		}
 	}
 	t.Logf("%d tries, %d creates of the clean image, none of the denied one", tries, len(created))
@@ -417,6 +417,10 @@ func TestBypassRenameRace(t *testing.T) {
 	denied := strings.TrimSpace(g.d.MustCLI(t, "create", "--name", "bad", "--network", "none", "vulnrun:1", "true"))
 	g.reload(t, "")
 	ctx := context.Background()
+	rename := func(from, to string) error {
+		_, err := g.d.Client.ContainerRename(ctx, from, client.ContainerRenameOptions{NewName: to})
+		return err
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -432,12 +436,12 @@ func TestBypassRenameRace(t *testing.T) {
 			// is retried, so that the names always end up whole again.
 			settle := func(from, to string) {
 				deadline := time.Now().Add(30 * time.Second) // a hold lasts 30 s at most
-				for g.d.Client.ContainerRename(ctx, from, to) != nil && time.Now().Before(deadline) {
+				for rename(from, to) != nil && time.Now().Before(deadline) {
 					time.Sleep(time.Millisecond)
 				}
 			}
-			if g.d.Client.ContainerRename(ctx, "app", "tmpx") == nil {
-				if g.d.Client.ContainerRename(ctx, "bad", "app") == nil {
+			if rename("app", "tmpx") == nil {
+				if rename("bad", "app") == nil {
 					settle("tmpx", "bad")
 				} else {
 					settle("tmpx", "app")
@@ -453,7 +457,7 @@ func TestBypassRenameRace(t *testing.T) {
 	started := 0
 	var lastErr error
 	for range tries {
-		if err := g.d.Client.ContainerStart(ctx, "app", container.StartOptions{}); err == nil {
+		if _, err := g.d.Client.ContainerStart(ctx, "app", client.ContainerStartOptions{}); err == nil {
 			started++
 		} else {
 			lastErr = err
@@ -461,11 +465,11 @@ func TestBypassRenameRace(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
-	c, err := g.d.Client.ContainerInspect(ctx, denied)
+	res, err := g.d.Client.ContainerInspect(ctx, denied, client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(c.State.StartedAt, "0001-") {
+	if c := res.Container; !strings.HasPrefix(c.State.StartedAt, "0001-") {
 		t.Fatalf("the container of the denied image started at %s", c.State.StartedAt)
 	}
 	if started == 0 {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 )
 
 // DockerOptions configure a private dockerd.
@@ -34,17 +34,27 @@ type Docker struct {
 	Client *client.Client
 	// Config is a private docker CLI config directory.
 	Config string
+	// Engine is the engine this daemon runs (DIVDS_E2E_ENGINE).
+	Engine Engine
+	// Containerd is the private containerd Docker 29 runs on (nil on
+	// Debian's dockerd, which manages its own under the exec root).
+	Containerd *Proc
 }
 
 // StartDocker starts a private dockerd and waits until it answers.
 func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	t.Helper()
-	Require(t, "dockerd", "docker", "containerd", "runc")
+	eng := CurrentEngine(t)
+	if eng.Bin == "" {
+		Require(t, "dockerd", "docker", "containerd", "runc")
+	} else {
+		Require(t, "docker")
+	}
 	dir := opts.Dir
 	if dir == "" {
 		dir = TempDir(t, "divds-d-")
 	}
-	d := &Docker{Dir: dir, Sock: filepath.Join(dir, "docker.sock"), Config: filepath.Join(dir, "cli")}
+	d := &Docker{Dir: dir, Sock: filepath.Join(dir, "docker.sock"), Config: filepath.Join(dir, "cli"), Engine: eng}
 	d.Host = "unix://" + d.Sock
 	os.MkdirAll(d.Config, 0o700)
 	bridge := []string{"--bridge", "none"}
@@ -54,21 +64,37 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	args := []string{
 		"--host", d.Host, "--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "x"),
 		"--pidfile", filepath.Join(dir, "docker.pid"), "--iptables=false", "--ip6tables=false",
-		"--ip-masq=false", "--storage-driver", "overlay2", "--insecure-registry", "127.0.0.0/8",
+		"--ip-masq=false", "--insecure-registry", "127.0.0.0/8",
 		"--containerd-namespace", "divds-e2e", "--containerd-plugins-namespace", "divds-e2e-plugins",
 		"--log-level", "info",
 	}
 	args = append(args, bridge...)
+	var env []string
+	bin := "dockerd"
+	if eng.Bin == "" {
+		args = append(args, "--storage-driver", "overlay2")
+	} else {
+		// Docker 29: its own containerd, and the image store chosen in a
+		// private --config-file (never /etc/docker/daemon.json).
+		d.Containerd = startContainerd(t, eng, dir)
+		conf := filepath.Join(dir, "daemon.json")
+		WriteFile(t, conf, []byte(fmt.Sprintf(`{"features": {"containerd-snapshotter": %t}}`, eng.ContainerdStore)))
+		args = append(args, "--config-file", conf, "--containerd", filepath.Join(dir, "ctd", "c.sock"))
+		if !eng.ContainerdStore {
+			args = append(args, "--storage-driver", "overlay2")
+		}
+		bin = filepath.Join(eng.Bin, "dockerd")
+		env = eng.env()
+	}
 	for _, p := range opts.AuthzPlugins {
 		args = append(args, "--authorization-plugin", p)
 	}
-	bin := "dockerd"
 	if opts.OwnNetwork {
 		// unshare execs dockerd in place: the PID is dockerd's.
-		bin, args = "unshare", append([]string{"--net", "dockerd"}, args...)
+		bin, args = "unshare", append([]string{"--net", bin}, args...)
 	}
-	d.Proc = Start(t, "dockerd", filepath.Join(dir, "dockerd.log"), nil, bin, args...)
-	c, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithAPIVersionNegotiation())
+	d.Proc = Start(t, "dockerd", filepath.Join(dir, "dockerd.log"), env, bin, args...)
+	c, err := client.New(client.WithHost(d.Host), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +103,7 @@ func StartDocker(t testing.TB, opts DockerOptions) *Docker {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := c.Ping(ctx)
+		_, err := c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
 		cancel()
 		if err == nil {
 			break
@@ -112,8 +138,13 @@ func (d *Docker) MustCLI(t testing.TB, args ...string) string {
 	return out
 }
 
-// Stop stops the daemon.
-func (d *Docker) Stop() { d.Proc.Stop() }
+// Stop stops the daemon, then its private containerd.
+func (d *Docker) Stop() {
+	d.Proc.Stop()
+	if d.Containerd != nil {
+		d.Containerd.Stop()
+	}
+}
 
 // String names the daemon in messages.
 func (d *Docker) String() string { return fmt.Sprintf("dockerd at %s", d.Host) }
