@@ -13,7 +13,10 @@ type Metrics struct {
 	scanSeconds prometheus.Histogram
 	cacheHits   prometheus.Counter
 	scans       prometheus.Counter
-	dbAge       prometheus.GaugeFunc
+	// pullEvents counts the pull events decided: pulls the gate did not
+	// see (a build's base image, a pull while the plugin was down).
+	pullEvents prometheus.Counter
+	dbAge      prometheus.GaugeFunc
 	// runningDenied is what the last review of the running containers
 	// left running with an image the policy denies.
 	runningDenied prometheus.Gauge
@@ -47,6 +50,10 @@ func NewMetrics(dbAge func() float64) *Metrics {
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "divds", Name: "verdict_cache_hits_total", Help: "Decisions answered from the verdict cache.",
 		}),
+		pullEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "divds", Name: "pull_events_total",
+			Help: "Pull events decided after any gated pull of the same repository had its answer (a build's base images, pulls while the plugin was down, and every gated pull again).",
+		}),
 		dbAge: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "divds", Name: "database_age_seconds", Help: "Age of the oldest vulnerability data in use; -1 with no database.",
 		}, dbAge),
@@ -55,7 +62,7 @@ func NewMetrics(dbAge func() float64) *Metrics {
 			Help: "Running containers whose image the policy denies, as the last review left them.",
 		}),
 	}
-	m.Registry.MustRegister(m.decisions, m.coverage, m.scanSeconds, m.scans, m.cacheHits, m.dbAge, m.runningDenied,
+	m.Registry.MustRegister(m.decisions, m.coverage, m.scanSeconds, m.scans, m.cacheHits, m.pullEvents, m.dbAge, m.runningDenied,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -33,6 +33,10 @@ type ImageInfo struct {
 	// pushed to): only they make its names count for scoped policy
 	// entries.
 	RepoDigests []string
+	// Platforms lists, on the containerd image store, the platforms
+	// (os/arch[/variant]) whose images the index ID holds locally; empty
+	// for an image of one platform.
+	Platforms []string
 }
 
 // Daemon is what the gates need of the Docker daemon. The plugin may
@@ -59,6 +63,9 @@ type Daemon interface {
 	StopContainer(ctx context.Context, id string) error
 	// RemoveContainer removes a container by force, as docker rm -f does.
 	RemoveContainer(ctx context.Context, id string) error
+	// RemovePlatforms removes the images of some platforms from an image
+	// of several (the containerd store), keeping its names and the others.
+	RemovePlatforms(ctx context.Context, id string, platforms []string) error
 	// PreviousServiceImage returns the image of a swarm service's
 	// previous spec, which a rollback restores (ErrNotFound when the
 	// service or its previous spec does not exist).
@@ -463,6 +470,9 @@ func (p *Plugin) PulledByEvent(ctx context.Context, ref string) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	if p.opts.Metrics != nil {
+		defer p.opts.Metrics.pullEvents.Inc()
+	}
 	pol := p.Policy()
 	if !pol.Gated(scoring.ActionPull) {
 		return
@@ -503,7 +513,8 @@ func (p *Plugin) verifyCreate(ctx context.Context, call *Call, body []byte, pol 
 	if err != nil {
 		d = p.daemonError(ctx, "run", call.Image, pol, err)
 	} else {
-		d = p.verdictFor(ctx, "run", containerRef(c), p.imageOf(ctx, c.ImageID), pol)
+		// The platform the daemon chose is the one that runs.
+		d = p.judgeImage(ctx, "run", containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
 	}
 	if d.allow {
 		return d
@@ -535,22 +546,42 @@ func readOnly(method string) bool {
 	return false
 }
 
-// verdictFor scans (or recalls) an image and turns errors into the
-// policy's on_error answer.
-func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageInfo, pol *scoring.Policy) decision {
+// judgeImage decides the platforms of img that a request naming the
+// platform requested brings into play (platformsToJudge): the first that
+// fails decides, else the last that passes.
+func (p *Plugin) judgeImage(ctx context.Context, action, ref string, img ImageInfo, requested string, every bool, pol *scoring.Policy) decision {
+	plats := platformsToJudge(img, requested, every)
+	if len(plats) == 0 {
+		// The daemon lacks that platform: it answers "not found", and
+		// what it then pulls passes the pull gate.
+		return decision{allow: true, image: withPlatform(ref, requested), imageID: img.ID, reason: "platform not present"}
+	}
+	var d decision
+	for _, pl := range plats {
+		if d = p.verdictFor(ctx, action, ref, img, pl, pol); !d.allow {
+			return d
+		}
+	}
+	return d
+}
+
+// verdictFor scans (or recalls) one platform of an image ("" for an image
+// of one platform) and turns errors into the policy's on_error answer.
+func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageInfo, platform string, pol *scoring.Policy) decision {
 	id := img.ID
-	d := decision{image: ref, imageID: id}
+	shown := withPlatform(ref, platform)
+	d := decision{image: shown, imageID: id}
 	rev, err := p.opts.Database.Revision(pol)
 	if err == nil {
 		var v *Verdict
-		v, err = p.opts.Verdicts.Get(ctx, id, rev, pol, p.digestOf(pol), trustedRefs(ref, img))
+		v, err = p.opts.Verdicts.Get(ctx, ImageKey(id, platform), rev, pol, p.digestOf(pol), trustedRefs(ref, img))
 		if err == nil {
 			d.verdict = v
 			d.allow = v.Verdict != scoring.Deny
 			if !d.allow {
 				d.reason = "score"
 				d.msg = fmt.Sprintf("%s of %s denied: %s. Approve findings in %s; details: divds-authz scan %s",
-					action, ref, v.Summary, p.opts.PolicyPath, ref)
+					action, shown, v.Summary, p.opts.PolicyPath, ref)
 			}
 			return d
 		}
@@ -560,10 +591,10 @@ func (p *Plugin) verdictFor(ctx context.Context, action, ref string, img ImageIn
 	p.logPanic(err)
 	if pol.OnError == scoring.OnErrorAllow {
 		d.allow = true
-		p.opts.Log.WithError(err).Warnf("%s of %s allowed without a verdict (on_error: allow)", action, ref)
+		p.opts.Log.WithError(err).Warnf("%s of %s allowed without a verdict (on_error: allow)", action, shown)
 		return d
 	}
-	d.msg = fmt.Sprintf("%s of %s denied: no verdict could be computed: %v. Fix the cause, or set on_error: allow in %s", action, ref, err, p.opts.PolicyPath)
+	d.msg = fmt.Sprintf("%s of %s denied: no verdict could be computed: %v. Fix the cause, or set on_error: allow in %s", action, shown, err, p.opts.PolicyPath)
 	return d
 }
 
@@ -601,7 +632,7 @@ func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) 
 	if err := p.locks.beginPush(repo, "push of "+ref); err != nil {
 		return decision{image: ref, reason: "tag change in progress", msg: fmt.Sprintf("push of %s refused: %v", ref, err)}
 	}
-	d := p.judgePush(ctx, ref, pol)
+	d := p.judgePush(ctx, ref, call.Platform, pol)
 	if !d.allow || d.reason == "no such image" {
 		// The daemon will push nothing, and may not call the response
 		// phase: hold nothing.
@@ -610,7 +641,10 @@ func (p *Plugin) gatePush(ctx context.Context, call *Call, pol *scoring.Policy) 
 	return d
 }
 
-func (p *Plugin) judgePush(ctx context.Context, ref string, pol *scoring.Policy) decision {
+// judgePush decides the images a push ships: of an image of several
+// platforms, the one named, else every one present (a push of the whole
+// index ships them all).
+func (p *Plugin) judgePush(ctx context.Context, ref, platform string, pol *scoring.Policy) decision {
 	var images []ImageInfo
 	if strings.ContainsAny(refTail(ref), ":@") {
 		info, err := p.opts.Daemon.Inspect(ctx, ref)
@@ -631,7 +665,7 @@ func (p *Plugin) judgePush(ctx context.Context, ref string, pol *scoring.Policy)
 	}
 	var last decision = allow()
 	for _, img := range images {
-		d := p.verdictFor(ctx, "push", displayRef(ref, img), img, pol)
+		d := p.judgeImage(ctx, "push", displayRef(ref, img), img, platform, true, pol)
 		if !d.allow {
 			return d
 		}
@@ -678,7 +712,11 @@ func displayRef(ref string, img ImageInfo) string {
 func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Policy) decision {
 	ref := call.PullRef()
 	norm := normalize(ref)
-	if q, ok := p.opts.Verdicts.QuarantinedRef(norm); ok {
+	wanted := call.Platform
+	if wanted == "" {
+		wanted = hostPlatform()
+	}
+	if q, ok := p.opts.Verdicts.QuarantinedRef(norm, wanted); ok {
 		d := p.recheckQuarantine(ctx, "pull", ref, q, pol)
 		if !d.allow {
 			return d
@@ -693,7 +731,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 	if err != nil {
 		return decision{allow: true, image: ref, reason: "decided after the pull"}
 	}
-	return p.verdictFor(ctx, "pull", ref, info, pol)
+	return p.judgeImage(ctx, "pull", ref, info, call.Platform, false, pol)
 }
 
 // remoteVerdict scans the image in its registry before the daemon
@@ -767,7 +805,7 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 	}
 	if err == nil {
 		// A local image found by the digest is the registry's image.
-		return p.verdictFor(ctx, "service", ref, info, pol)
+		return p.judgeImage(ctx, "service", ref, info, "", false, pol)
 	}
 	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
 }
@@ -787,9 +825,9 @@ func pinned(ref string) bool {
 // under the current policy and database; an admin who approves its
 // findings lifts it with a policy reload.
 func (p *Plugin) recheckQuarantine(ctx context.Context, action, ref string, q *Quarantined, pol *scoring.Policy) decision {
-	d := p.verdictFor(ctx, action, ref, ImageInfo{ID: q.ImageID}, pol)
+	d := p.verdictFor(ctx, action, ref, ImageInfo{ID: q.ImageID}, q.Platform, pol)
 	if d.allow && d.err == nil {
-		p.opts.Verdicts.Release(q.ImageID)
+		p.opts.Verdicts.Release(ImageKey(q.ImageID, q.Platform))
 		return d
 	}
 	if d.err != nil && pol.OnError == scoring.OnErrorAllow {
@@ -839,53 +877,102 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 	result := allow()
 	for _, img := range images {
 		shown := displayRef(ref, img)
-		d := p.verdictFor(ctx, "pull", shown, img, pol)
-		if d.allow {
-			if result.verdict == nil {
-				result = d
+		// A pull of one platform brought that one; a pull of the whole
+		// tag (or one seen only as an event) may have brought several.
+		plats := platformsToJudge(img, call.Platform, true)
+		requested := call.Platform
+		if requested == "" {
+			requested = hostPlatform()
+		}
+		var failed []string
+		var d decision
+		for _, pl := range plats {
+			pd := p.verdictFor(ctx, "pull", shown, img, pl, pol)
+			if pd.allow {
+				if result.verdict == nil {
+					result = pd
+				}
+				continue
 			}
+			failed, d = append(failed, pl), pd
+		}
+		if len(failed) == 0 {
 			continue
 		}
-		refs := []string{shown}
-		if allTags {
-			// Every tag of the repository that names this image.
-			refs = reposTags(img, ref)
+		if failed[0] != "" && len(failed) < len(img.Platforms) {
+			// Other platforms of the index stay: only the failing ones'
+			// images go, under the same names.
+			result = p.removePlatforms(ctx, img, failed, shown, d)
+			continue
 		}
-		// Every other name of the image goes too: a tag added while the
-		// pull ran (docker tag of the pulled name into another
-		// repository) would keep the image, and its ID, alive.
-		if now, err := p.opts.Daemon.Inspect(ctx, img.ID); err == nil {
-			for _, r := range append(now.RepoTags, now.RepoDigests...) {
-				if !slices.Contains(refs, r) {
-					refs = append(refs, r)
-				}
-			}
-		}
-		var untagErrs []string
-		for _, r := range refs {
-			if err := p.opts.Daemon.Untag(ctx, r); err != nil && !errors.Is(err, ErrNotFound) {
-				untagErrs = append(untagErrs, fmt.Sprintf("%s: %v", r, err))
-			}
-		}
-		var normRefs []string
-		for _, r := range refs {
-			normRefs = append(normRefs, normalize(r))
-		}
-		summary := "image denied"
-		if d.verdict != nil {
-			summary = d.verdict.Summary
-		}
-		if err := p.opts.Verdicts.Quarantine(Quarantined{ImageID: img.ID, Refs: normRefs, Summary: summary, At: time.Now().UTC()}); err != nil {
-			p.opts.Log.WithError(err).Error("quarantine write failed")
-		}
-		d.reason = "removed after pull"
-		if len(untagErrs) > 0 {
-			d.reason = "quarantined; removal failed: " + strings.Join(untagErrs, "; ")
-		}
-		d.msg += ". The pulled image was removed and quarantined"
-		result = d
+		result = p.removePulled(ctx, img, shown, ref, allTags, failed, requested, d)
 	}
 	return result
+}
+
+// removePlatforms removes the failing platforms of an image of several
+// and quarantines each.
+func (p *Plugin) removePlatforms(ctx context.Context, img ImageInfo, failed []string, shown string, d decision) decision {
+	p.quarantine(img.ID, failed, "", []string{normalize(shown)}, d)
+	d.reason = "platforms removed after pull"
+	if err := p.opts.Daemon.RemovePlatforms(ctx, img.ID, failed); err != nil && !errors.Is(err, ErrNotFound) {
+		d.reason = "quarantined; removal failed: " + err.Error()
+	}
+	d.msg += fmt.Sprintf(". The pulled image of %s was removed and quarantined; the other platforms stay", strings.Join(failed, ", "))
+	return d
+}
+
+// removePulled takes every name off a failing pulled image, so that it is
+// gone when nothing else holds it, and quarantines it.
+func (p *Plugin) removePulled(ctx context.Context, img ImageInfo, shown, ref string, allTags bool, failed []string, requested string, d decision) decision {
+	refs := []string{shown}
+	if allTags {
+		// Every tag of the repository that names this image.
+		refs = reposTags(img, ref)
+	}
+	// Every other name of the image goes too: a tag added while the
+	// pull ran (docker tag of the pulled name into another repository)
+	// would keep the image, and its ID, alive.
+	if now, err := p.opts.Daemon.Inspect(ctx, img.ID); err == nil {
+		for _, r := range append(now.RepoTags, now.RepoDigests...) {
+			if !slices.Contains(refs, r) {
+				refs = append(refs, r)
+			}
+		}
+	}
+	var untagErrs []string
+	for _, r := range refs {
+		if err := p.opts.Daemon.Untag(ctx, r); err != nil && !errors.Is(err, ErrNotFound) {
+			untagErrs = append(untagErrs, fmt.Sprintf("%s: %v", r, err))
+		}
+	}
+	var normRefs []string
+	for _, r := range refs {
+		normRefs = append(normRefs, normalize(r))
+	}
+	p.quarantine(img.ID, failed, requested, normRefs, d)
+	d.reason = "removed after pull"
+	if len(untagErrs) > 0 {
+		d.reason = "quarantined; removal failed: " + strings.Join(untagErrs, "; ")
+	}
+	d.msg += ". The pulled image was removed and quarantined"
+	return d
+}
+
+// quarantine records the failing platforms of an image ("" for an image
+// of one platform) under the references it was pulled as, for a pull of
+// the platform requested.
+func (p *Plugin) quarantine(id string, platforms []string, requested string, refs []string, d decision) {
+	summary := "image denied"
+	if d.verdict != nil {
+		summary = d.verdict.Summary
+	}
+	for _, pl := range platforms {
+		q := Quarantined{ImageID: id, Platform: pl, Requested: requested, Refs: refs, Summary: summary, At: time.Now().UTC()}
+		if err := p.opts.Verdicts.Quarantine(q); err != nil {
+			p.opts.Log.WithError(err).Error("quarantine write failed")
+		}
+	}
 }
 
 func refTail(ref string) string {
@@ -934,7 +1021,7 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 	}
 	// A quarantined image needs no lookup here: it was quarantined for
 	// its verdict, which denies it again (or allows it, once approved).
-	return p.verdictFor(ctx, "run", ref, info, pol)
+	return p.judgeImage(ctx, "run", ref, info, call.Platform, false, pol)
 }
 
 // gateStart checks a container's image again when it starts: a container
@@ -970,7 +1057,7 @@ func (p *Plugin) judgeContainer(ctx context.Context, action string, call *Call, 
 	case err != nil:
 		return p.daemonError(ctx, action, "container "+call.Name, pol, err)
 	}
-	return p.verdictFor(ctx, action, containerRef(c), p.imageOf(ctx, c.ImageID), pol)
+	return p.judgeImage(ctx, action, containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
 }
 
 // containerRef is how a container's image is named in verdicts and

@@ -61,6 +61,15 @@ func (d *fakeDaemon) RemoveContainer(_ context.Context, id string) error {
 	return nil
 }
 
+func (d *fakeDaemon) RemovePlatforms(_ context.Context, id string, platforms []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, pl := range platforms {
+		d.removed = append(d.removed, ImageKey(id, pl))
+	}
+	return nil
+}
+
 func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -588,7 +597,7 @@ func TestPulledByEvent(t *testing.T) {
 	if r := rec.recs[len(rec.recs)-1]; r.Phase != "event" || r.Decision != "deny" || r.Reason != "removed after pull" {
 		t.Fatalf("record %+v", r)
 	}
-	if _, ok := p.opts.Verdicts.QuarantinedRef(normalize("app:vuln")); !ok {
+	if _, ok := p.opts.Verdicts.QuarantinedRef(normalize("app:vuln"), hostPlatform()); !ok {
 		t.Fatal("not quarantined")
 	}
 

@@ -141,6 +141,9 @@ type Call struct {
 	// Rollback is a service update that restores the previous spec,
 	// whose image the body does not name.
 	Rollback bool
+	// Platform is the platform a pull, push or container create names,
+	// normalized to os/arch[/variant]; empty when none is named.
+	Platform string
 }
 
 // ErrMalformed marks requests the gates refuse to interpret: a gate that
@@ -180,8 +183,14 @@ func Parse(method, rawURI string, headers map[string]string, body []byte) (*Call
 		if err := single(q, "tag"); err != nil {
 			return nil, err
 		}
+		if c.Platform, err = parsePlatform(q, true); err != nil {
+			return nil, err
+		}
 	case ActCreate:
 		if err := c.containerCreate(body); err != nil {
+			return nil, err
+		}
+		if c.Platform, err = parsePlatform(q, false); err != nil {
 			return nil, err
 		}
 	case ActService:
@@ -318,7 +327,9 @@ func (c *Call) imageCreate() error {
 	if _, err := pullReference(from, c.Query.Get("tag")); err != nil {
 		return malformed("pull of %q (tag %q): %v", from, c.Query.Get("tag"), err)
 	}
-	return nil
+	var err error
+	c.Platform, err = parsePlatform(c.Query, false)
+	return err
 }
 
 func (c *Call) containerCreate(body []byte) error {

@@ -23,6 +23,9 @@ type Container struct {
 	// patterns match it); ImageID is what it runs.
 	Image   string `json:"image"`
 	ImageID string `json:"image_id"`
+	// Platform is the platform of the image it runs, when the daemon
+	// says (the containerd store: one image ID covers several).
+	Platform string `json:"platform,omitempty"`
 }
 
 // Flagged is a running container a review found failing and left
@@ -80,7 +83,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		}
 		start := time.Now()
 		r.Checked++
-		d := p.verdictFor(ctx, "run", c.Image, p.imageOf(ctx, c.ImageID), pol)
+		d := p.judgeImage(ctx, "run", c.Image, p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
 		if d.verdict == nil {
 			if r.Unknown++; r.Unknown == 1 {
 				unknownErr = d.err

@@ -64,10 +64,18 @@ type Verdict struct {
 
 // Quarantined is an image that failed after a pull.
 type Quarantined struct {
-	ImageID string    `json:"image_id"`
-	Refs    []string  `json:"refs"`
-	Summary string    `json:"summary"`
-	At      time.Time `json:"at"`
+	ImageID string `json:"image_id"`
+	// Platform is the failing platform of an image of several ("" for an
+	// image of one platform): the others are not quarantined.
+	Platform string `json:"platform,omitempty"`
+	// Requested is the platform the pull asked for (the host's when it
+	// named none). On the classic store a tag names one platform's image:
+	// a pull of another platform of the same name brings another image,
+	// which this quarantine does not concern.
+	Requested string    `json:"requested,omitempty"`
+	Refs      []string  `json:"refs"`
+	Summary   string    `json:"summary"`
+	At        time.Time `json:"at"`
 }
 
 // Verdicts computes verdicts: each image is scanned once per database
@@ -327,23 +335,28 @@ func (v *Verdicts) Scanned(id string, rev uint64) bool {
 // Quarantine records an image that failed after a pull.
 func (v *Verdicts) Quarantine(q Quarantined) error {
 	var old Quarantined
-	if v.get(bucketQuarantine, q.ImageID, &old) {
+	key := ImageKey(q.ImageID, q.Platform)
+	if v.get(bucketQuarantine, key, &old) {
 		q.Refs = appendNew(old.Refs, q.Refs...)
 	}
-	return v.put(bucketQuarantine, q.ImageID, q)
+	return v.put(bucketQuarantine, key, q)
 }
 
-// Release lifts a quarantine.
-func (v *Verdicts) Release(id string) error {
-	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketQuarantine).Delete([]byte(id)) })
+// Release lifts a quarantine, by its image key (ImageKey).
+func (v *Verdicts) Release(key string) error {
+	return v.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketQuarantine).Delete([]byte(key)) })
 }
 
 // QuarantinedRef finds a quarantine by one of the references it was
-// pulled as.
-func (v *Verdicts) QuarantinedRef(ref string) (*Quarantined, bool) {
+// pulled as, for platform: a quarantine of another platform of the same
+// index does not hold a pull of this one.
+func (v *Verdicts) QuarantinedRef(ref, platform string) (*Quarantined, bool) {
 	var found *Quarantined
 	v.eachQuarantined(func(q Quarantined) bool {
-		if contains(q.Refs, ref) {
+		if !contains(q.Refs, ref) {
+			return true
+		}
+		if q.Platform == platform || q.Platform == "" && (q.Requested == "" || q.Requested == platform) {
 			found = &q
 			return false
 		}

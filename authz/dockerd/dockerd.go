@@ -5,14 +5,20 @@ package dockerd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
+	"github.com/moby/moby/client/pkg/versions"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
 	"github.com/divds/divds/authz"
@@ -21,20 +27,81 @@ import (
 // Daemon implements authz.Daemon over a Docker client.
 type Daemon struct {
 	C *client.Client
+	// api is the negotiated API version, once known (New sets it up;
+	// without it every check pings).
+	api *atomic.Pointer[string]
 }
+
+// New returns a Daemon over c.
+func New(c *client.Client) Daemon { return Daemon{C: c, api: new(atomic.Pointer[string])} }
 
 var _ authz.Daemon = Daemon{}
 
-// Inspect implements authz.Daemon.
+// Inspect implements authz.Daemon. From API 1.48 on (Docker 28 and 29) it
+// asks for the image's manifests: on the containerd store, the platforms
+// an index ID holds are part of what a gate must judge.
 func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error) {
-	insp, err := d.C.ImageInspect(ctx, ref)
+	var opts []client.ImageInspectOption
+	if d.apiAtLeast(ctx, "1.48") {
+		opts = append(opts, client.ImageInspectWithManifests(true))
+	}
+	insp, err := d.C.ImageInspect(ctx, ref, opts...)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return authz.ImageInfo{}, fmt.Errorf("%w: %s", authz.ErrNotFound, ref)
 		}
 		return authz.ImageInfo{}, err
 	}
-	return authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: insp.RepoDigests}, nil
+	info := authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: insp.RepoDigests}
+	for _, m := range insp.Manifests {
+		if m.Kind == image.ManifestKindImage && m.Available && m.ImageData != nil {
+			if pl := normalPlatform(m.ImageData.Platform); !slices.Contains(info.Platforms, pl) {
+				info.Platforms = append(info.Platforms, pl)
+			}
+		}
+	}
+	return info, nil
+}
+
+// apiAtLeast reports whether the negotiated API version is at least v.
+// The version is read only after a negotiating ping succeeded: the client
+// writes it during negotiation.
+func (d Daemon) apiAtLeast(ctx context.Context, v string) bool {
+	if d.api != nil {
+		if known := d.api.Load(); known != nil {
+			return !versions.LessThan(*known, v)
+		}
+	}
+	if _, err := d.C.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return false
+	}
+	known := d.C.ClientVersion()
+	if d.api != nil {
+		d.api.Store(&known)
+	}
+	return !versions.LessThan(known, v)
+}
+
+func normalPlatform(p ocispec.Platform) string { return platforms.Format(platforms.Normalize(p)) }
+
+// RemovePlatforms implements authz.Daemon (API 1.50 on).
+func (d Daemon) RemovePlatforms(ctx context.Context, id string, plats []string) error {
+	if !d.apiAtLeast(ctx, "1.50") {
+		return fmt.Errorf("removing one platform of an image needs Docker API 1.50 (Docker 28.3) or later")
+	}
+	opts := client.ImageRemoveOptions{Force: true}
+	for _, s := range plats {
+		p, err := platforms.Parse(s)
+		if err != nil {
+			return fmt.Errorf("platform %q: %w", s, err)
+		}
+		opts.Platforms = append(opts.Platforms, p)
+	}
+	_, err := d.C.ImageRemove(ctx, id, opts)
+	if cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %s", authz.ErrNotFound, id)
+	}
+	return err
 }
 
 // Repo implements authz.Daemon.
@@ -73,6 +140,9 @@ func (d Daemon) Container(ctx context.Context, name string) (authz.Container, er
 	out := authz.Container{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), ImageID: c.Image}
 	if c.Config != nil {
 		out.Image = c.Config.Image
+	}
+	if m := c.ImageManifestDescriptor; m != nil && m.Platform != nil {
+		out.Platform = normalPlatform(*m.Platform)
 	}
 	return out, nil
 }

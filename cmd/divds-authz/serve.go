@@ -157,7 +157,7 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer dc.Close()
-	daemon := dockerd.Daemon{C: dc}
+	daemon := dockerd.New(dc)
 
 	scanCache, err := cache.Open(a.stateDir, 5*time.Second, log)
 	if err != nil {
@@ -189,7 +189,12 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 			return rep, s.Revision(), nil
 		}
 	}
-	scan := scanWith(func(id string) source.Source { return source.Docker{Client: dc, Ref: id} })
+	// A local scan is of an image key: an image ID, or one platform of an
+	// index on the containerd store (authz.ImageKey).
+	scan := scanWith(func(key string) source.Source {
+		id, platform := authz.SplitImageKey(key)
+		return source.Docker{Client: dc, Ref: id, Platform: platform}
+	})
 	remoteScan := func(ctx context.Context, ref, platform string) (*report.Report, uint64, error) {
 		src := source.Registry{Ref: ref}
 		if f.registryAuth != "" {
@@ -414,7 +419,7 @@ func (a *app) arrivals(ctx context.Context, d dockerd.Daemon, v *authz.Verdicts,
 			if err != nil {
 				continue
 			}
-			if _, err := v.Get(ctx, info.ID, rev, pol, digest, nil); err != nil {
+			if _, err := v.Get(ctx, authz.DefaultKey(info), rev, pol, digest, nil); err != nil {
 				a.log.WithError(err).WithField("image", next.ref).Warn("arrival scan failed")
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 
@@ -29,6 +30,9 @@ import (
 type Docker struct {
 	Client *client.Client
 	Ref    string
+	// Platform (os/arch[/variant]) picks one platform of an image of
+	// several (the containerd store); empty: the daemon's default.
+	Platform string
 	// ForceSave skips the direct read (for tests and benchmarks).
 	ForceSave bool
 }
@@ -41,7 +45,19 @@ var errFallback = errors.New("layer directories not readable")
 
 // Read implements Source.
 func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
-	res, err := d.Client.ImageInspect(ctx, d.Ref)
+	var inspOpts []client.ImageInspectOption
+	var histOpts []client.ImageHistoryOption
+	var saveOpts []client.ImageSaveOption
+	if d.Platform != "" {
+		p, err := platforms.Parse(d.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("platform %q: %w", d.Platform, err)
+		}
+		inspOpts = append(inspOpts, client.ImageInspectWithPlatform(&p))
+		histOpts = append(histOpts, client.ImageHistoryWithPlatform(p))
+		saveOpts = append(saveOpts, client.ImageSaveWithPlatforms(p))
+	}
+	res, err := d.Client.ImageInspect(ctx, d.Ref, inspOpts...)
 	insp := res.InspectResponse
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -50,7 +66,7 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 		return nil, fmt.Errorf("inspect %s: %w", d.Ref, err)
 	}
 	img := &Image{Meta: metaFromInspect(insp)}
-	if hist, err := d.Client.ImageHistory(ctx, insp.ID); err == nil {
+	if hist, err := d.Client.ImageHistory(ctx, insp.ID, histOpts...); err == nil {
 		if cmds := layerCommands(hist.Items, len(insp.RootFS.Layers)); cmds != nil {
 			for i := range img.Meta.Layers {
 				img.Meta.Layers[i].CreatedBy = cmds[i]
@@ -68,7 +84,14 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 		}
 		img.Warnings = append(img.Warnings, fmt.Sprintf("%v; streamed the image from the daemon instead", err))
 	}
-	rc, err := d.Client.ImageSave(ctx, []string{insp.ID})
+	// Of one platform of an index, the inspect's ID is that platform's
+	// config digest, which the containerd store does not save by: the
+	// index is saved, for the platform.
+	saveRef := insp.ID
+	if d.Platform != "" {
+		saveRef = d.Ref
+	}
+	rc, err := d.Client.ImageSave(ctx, []string{saveRef}, saveOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("save %s: %w", d.Ref, err)
 	}

@@ -1,0 +1,116 @@
+package authz
+
+import (
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/containerd/platforms"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Platforms are part of an image's identity. On the containerd image
+// store (Docker 29's default) one image ID, the digest of a tag's index,
+// covers every platform the tag holds: a verdict about linux/amd64 says
+// nothing about linux/arm64 under the same ID. A verdict is therefore
+// about an image key: the image ID alone for an image of one platform (the
+// classic store's), the ID and a platform for an index. The pair is as
+// immutable as the ID: an index digest fixes the manifest of each
+// platform.
+
+// ImageKey names what a scan and a verdict are about: the image ID, or
+// "ID@os/arch[/variant]" for one platform of an index.
+func ImageKey(id, platform string) string {
+	if platform == "" {
+		return id
+	}
+	return id + "@" + platform
+}
+
+// SplitImageKey is the inverse of ImageKey.
+func SplitImageKey(key string) (id, platform string) {
+	id, platform, _ = strings.Cut(key, "@")
+	return id, platform
+}
+
+// normalPlatform gives a platform's canonical os/arch[/variant] form
+// (aarch64 and arm64/v8 are linux/arm64), so that verdicts and
+// quarantines match however a request spells it.
+func normalPlatform(p ocispec.Platform) string {
+	return platforms.Format(platforms.Normalize(p))
+}
+
+// parsePlatform reads a platform parameter: os[/arch[/variant]] for a
+// pull or a container create, the JSON of an OCI platform for a push
+// (API 1.46 on). Empty means none given.
+func parsePlatform(q url.Values, jsonForm bool) (string, error) {
+	if err := single(q, "platform"); err != nil {
+		return "", err
+	}
+	raw := q.Get("platform")
+	if raw == "" {
+		return "", nil
+	}
+	if jsonForm {
+		var p ocispec.Platform
+		if err := json.Unmarshal([]byte(raw), &p); err != nil || p.OS == "" {
+			return "", malformed("platform %q: want the JSON of an OCI platform with an os", raw)
+		}
+		return normalPlatform(p), nil
+	}
+	p, err := platforms.Parse(raw)
+	if err != nil {
+		return "", malformed("platform %q: %v", raw, err)
+	}
+	return normalPlatform(p), nil
+}
+
+// hostPlatform is the platform the daemon picks when a request names
+// none: the host's (the plugin runs on the daemon's host).
+func hostPlatform() string { return normalPlatform(platforms.DefaultSpec()) }
+
+// platformsToJudge says which platforms of img a request that names
+// requested ("" for none) brings into play:
+//   - an image of one platform (the classic store): that image, "";
+//   - a platform named: that one, or none when the image lacks it (the
+//     daemon then answers "not found", and a pull brings it through the
+//     pull gate);
+//   - none named, every is false: the host's platform when the image has
+//     it, else every platform it has (which one the daemon falls back to
+//     is not the gate's guess to make);
+//   - none named, every is true (a push or a pull of the whole tag):
+//     every platform the image has.
+func platformsToJudge(img ImageInfo, requested string, every bool) []string {
+	if len(img.Platforms) == 0 {
+		return []string{""}
+	}
+	switch {
+	case requested != "":
+		if slices.Contains(img.Platforms, requested) {
+			return []string{requested}
+		}
+		return nil
+	case !every && slices.Contains(img.Platforms, hostPlatform()):
+		return []string{hostPlatform()}
+	}
+	return slices.Clone(img.Platforms)
+}
+
+// withPlatform names a reference for one platform in messages.
+func withPlatform(ref, platform string) string {
+	if platform == "" {
+		return ref
+	}
+	return ref + " (" + platform + ")"
+}
+
+// DefaultKey is the image key a request naming no platform is judged by
+// first: the image's own ID, or its host platform's on the containerd
+// store (what an arrival scan prepares).
+func DefaultKey(img ImageInfo) string {
+	if plats := platformsToJudge(img, "", false); len(plats) > 0 {
+		return ImageKey(img.ID, plats[0])
+	}
+	return img.ID
+}
