@@ -97,9 +97,11 @@ func platformsToJudge(img ImageInfo, requested string, every bool) []string {
 	return slices.Clone(img.Platforms)
 }
 
-// withPlatform names a reference for one platform in messages.
+// withPlatform names a reference for one platform in messages: the
+// host's platform, which the daemon uses unless told otherwise, goes
+// without saying.
 func withPlatform(ref, platform string) string {
-	if platform == "" {
+	if platform == "" || platform == hostPlatform() {
 		return ref
 	}
 	return ref + " (" + platform + ")"

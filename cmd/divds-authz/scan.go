@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"time"
 
 	"github.com/moby/moby/client"
@@ -22,6 +23,7 @@ func (a *app) scanCmd() *cobra.Command {
 		remote     string
 		dockerHost string
 		forceSave  bool
+		platform   string
 		noCache    bool
 		insecure   bool
 	)
@@ -76,14 +78,24 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 			case rootfs != "":
 				src = source.Rootfs{Dir: rootfs}
 			case remote != "":
-				src = source.Registry{Ref: remote, Insecure: insecure}
+				r := source.Registry{Ref: remote, Insecure: insecure}
+				if platform != "" {
+					p, err := v1.ParsePlatform(platform)
+					if err != nil {
+						return fmt.Errorf("--platform %q: %w", platform, err)
+					}
+					r.Platform = p
+				}
+				src = r
 			default:
 				c, err := dockerClient(dockerHost)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				src = source.Docker{Client: c, Ref: args[0], ForceSave: forceSave}
+				stores := &source.StoreFinder{}
+				defer stores.Close()
+				src = source.Docker{Client: c, Ref: args[0], Platform: platform, ForceSave: forceSave, Containerd: stores.Find(ctx, c)}
 			}
 			opts := scanner.Options{}
 			if !noCache {
@@ -115,6 +127,7 @@ Exit codes: 0 allowed, 2 denied by policy, 1 error.`,
 	f.BoolVar(&insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
 	f.StringVar(&dockerHost, "docker-host", "", "the Docker daemon (default: $DOCKER_HOST or the local socket)")
 	f.BoolVar(&forceSave, "force-save", false, "stream the image with `docker save` instead of reading its layer directories")
+	f.StringVar(&platform, "platform", "", "of an image of several platforms (the containerd image store), the one to scan, as os/arch[/variant] (default: the host's)")
 	f.BoolVar(&noCache, "no-cache", false, "neither read nor write the scan cache")
 	return cmd
 }

@@ -191,9 +191,13 @@ func (a *app) serve(ctx context.Context, f serveFlags) error {
 	}
 	// A local scan is of an image key: an image ID, or one platform of an
 	// index on the containerd store (authz.ImageKey).
+	// On the containerd image store, layers are read from containerd's
+	// snapshot directories (docker info names its socket).
+	stores := &source.StoreFinder{}
+	defer stores.Close()
 	scan := scanWith(func(key string) source.Source {
 		id, platform := authz.SplitImageKey(key)
-		return source.Docker{Client: dc, Ref: id, Platform: platform}
+		return source.Docker{Client: dc, Ref: id, Platform: platform, Containerd: stores.Find(ctx, dc)}
 	})
 	remoteScan := func(ctx context.Context, ref, platform string) (*report.Report, uint64, error) {
 		src := source.Registry{Ref: ref}

@@ -35,6 +35,9 @@ type Docker struct {
 	Platform string
 	// ForceSave skips the direct read (for tests and benchmarks).
 	ForceSave bool
+	// Containerd, when set, reads images of the containerd image store
+	// from their snapshot directories; without it they are streamed.
+	Containerd *ContainerdStore
 }
 
 // Describe implements Source.
@@ -75,6 +78,11 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 	}
 	if !d.ForceSave {
 		layers, err := readOverlay(ctx, insp, lim, cached)
+		// The containerd store reports no graph driver (API 1.52 on), or
+		// "overlayfs" without directories.
+		if errors.Is(err, errFallback) && d.Containerd != nil && (insp.GraphDriver == nil || insp.GraphDriver.Name == "overlayfs") {
+			layers, err = d.readSnapshots(ctx, insp, lim, cached)
+		}
 		switch {
 		case err == nil:
 			img.Layers = layers
@@ -178,20 +186,27 @@ func readOverlay(ctx context.Context, insp image.InspectResponse, lim layerfs.Li
 			return nil, fmt.Errorf("%w: %s: %v", errFallback, dir, err)
 		}
 	}
-	out := make([]index.Layer, len(ids))
-	for i, dir := range dirs {
-		out[i].DiffID = ids[i]
-		if cached != nil {
-			if fs := cached(ids[i]); fs != nil {
-				out[i].Files = fs
-				continue
-			}
-		}
-		fs, err := layerfs.FromDir(ctx, dir, lim)
-		if err != nil {
-			return nil, fmt.Errorf("layer %d (%s): %w", i+1, ids[i], err)
-		}
-		out[i].Files = fs
+	return readLayerDirs(ctx, dirs, ids, lim, cached)
+}
+
+// readSnapshots reads an image of the containerd store from its snapshot
+// directories, checking that they hold the layers the daemon inspected.
+func (d Docker) readSnapshots(ctx context.Context, insp image.InspectResponse, lim layerfs.Limits, cached Cached) ([]index.Layer, error) {
+	if d.Containerd == nil {
+		return nil, fmt.Errorf("%w: the containerd image store, and no containerd connection", errFallback)
 	}
-	return out, nil
+	// Inspected for one platform, the ID is that platform's config; the
+	// index is the target containerd knows the image by.
+	target := insp.ID
+	if insp.Descriptor != nil && insp.Descriptor.Digest != "" {
+		target = insp.Descriptor.Digest.String()
+	}
+	dirs, ids, err := d.Containerd.layerDirs(ctx, target, d.Platform)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Equal(ids, insp.RootFS.Layers) {
+		return nil, fmt.Errorf("%w: containerd's layers of %s differ from the daemon's", errFallback, target)
+	}
+	return readLayerDirs(ctx, dirs, ids, lim, cached)
 }

@@ -34,13 +34,20 @@ func importBundle(b *testing.B, dir, name string) { testdb.Import(b, dir, name) 
 // the bionic package database.
 func bigImage(b *testing.B, d *harness.Docker) string {
 	b.Helper()
+	return sizedImage(b, d, "big:5layers", 21<<20)
+}
+
+// sizedImage builds a 5-layer image: the bionic rootfs, then 5 layers of
+// per bytes of random data each.
+func sizedImage(b *testing.B, d *harness.Docker, tag string, per int) string {
+	b.Helper()
 	ctx := b.TempDir()
 	bionic := testdata.Path(b, "rootfs", "ubuntu-18.04-bionic")
 	exec.Command("cp", "-r", bionic, filepath.Join(ctx, "l0")).Run()
 	os.MkdirAll(filepath.Join(ctx, "l0/var/lib/dpkg/info"), 0o755)
 	rng := rand.NewChaCha8([32]byte{7})
 	for i := 0; i < 5; i++ {
-		buf := make([]byte, 21<<20)
+		buf := make([]byte, per)
 		rng.Read(buf)
 		dir := filepath.Join(ctx, fmt.Sprintf("l%d", i), "data")
 		os.MkdirAll(dir, 0o755)
@@ -51,8 +58,33 @@ func bigImage(b *testing.B, d *harness.Docker) string {
 		df += fmt.Sprintf("COPY l%d/ /\n", i)
 	}
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644)
-	d.MustCLI(b, "build", "--network", "none", "-t", "big:5layers", ctx)
-	return "big:5layers"
+	d.MustCLI(b, "build", "--network", "none", "-t", tag, ctx)
+	return tag
+}
+
+// BenchmarkReadAtPull reports the image read a pull's verdict starts
+// with, on the engine of DIVDS_E2E_ENGINE (make bench runs it on each):
+// a 5-layer image of about 10 MB and one of about 105 MB, read where the
+// store keeps its layers (overlay2 directories, or containerd's snapshot
+// directories), and the 105 MB one streamed with ImageSave.
+func BenchmarkReadAtPull(b *testing.B) {
+	d := harness.StartDocker(b, harness.DockerOptions{})
+	small := sizedImage(b, d, "small:5layers", 1<<20)
+	big := bigImage(b, d)
+	stores := &source.StoreFinder{}
+	defer stores.Close()
+	cs := stores.Find(context.Background(), d.Client)
+	for i := 0; i < b.N; i++ {
+		for _, img := range []struct{ ref, unit string }{{small, "10MB-ms"}, {big, "105MB-ms"}} {
+			src := source.Docker{Client: d.Client, Ref: img.ref, Containerd: cs}
+			if im, err := src.Read(context.Background(), layerfs.Limits{}, nil); err != nil || len(im.Warnings) > 0 {
+				b.Fatalf("read of %s on %s: %v %v", img.ref, d.Engine.Name, err, im.Warnings)
+			}
+			b.ReportMetric(float64(timeRead(b, src, 5).Microseconds())/1000, img.unit)
+		}
+		saved := timeRead(b, source.Docker{Client: d.Client, Ref: big, ForceSave: true}, 2)
+		b.ReportMetric(float64(saved.Microseconds())/1000, "105MB-imagesave-ms")
+	}
 }
 
 func timeRead(b *testing.B, src source.Source, n int) time.Duration {

@@ -1,0 +1,266 @@
+package source
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
+	"github.com/moby/moby/api/types/system"
+	"github.com/moby/moby/client"
+	"github.com/opencontainers/image-spec/identity"
+
+	"github.com/divds/divds/scanner/index"
+	"github.com/divds/divds/scanner/layerfs"
+)
+
+// ContainerdStore reads images of Docker's containerd image store (Docker
+// 29's default) as containerd keeps them: each layer a committed snapshot
+// of the overlayfs snapshotter, whose directory is read in place with the
+// same in-root, whiteout-aware reads as overlay2's. No layer is copied or
+// decompressed, so a read costs what the overlay2 read costs, whatever
+// the image's size.
+//
+// The zero value is not usable: the daemon's own `docker info` names the
+// socket, the namespace and the snapshotter (ContainerdFromInfo).
+type ContainerdStore struct {
+	// Address is containerd's socket.
+	Address string
+	// Namespace holds Docker's images ("moby" by default).
+	Namespace string
+	// Snapshotter is the snapshotter Docker unpacks into; only
+	// "overlayfs" keeps plain directories that can be read in place.
+	Snapshotter string
+
+	mu     sync.Mutex
+	client *containerd.Client
+}
+
+// errNotDirs marks a store whose layers are not plain directories (another
+// snapshotter): the caller streams the image instead.
+var errNotDirs = fmt.Errorf("%w: the containerd snapshotter does not keep layer directories", errFallback)
+
+func (s *ContainerdStore) conn() (*containerd.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil {
+		return s.client, nil
+	}
+	c, err := containerd.New(s.Address, containerd.WithDefaultNamespace(s.Namespace), containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("%w: containerd at %s: %v", errFallback, s.Address, err)
+	}
+	s.client = c
+	return c, nil
+}
+
+// Close closes the connection to containerd.
+func (s *ContainerdStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		return nil
+	}
+	err := s.client.Close()
+	s.client = nil
+	return err
+}
+
+// layerDirs returns the directory of each layer of the image whose target
+// digest is id, for platform (empty: the host's), bottom first, with the
+// diff IDs they hold. The directories are those of the committed
+// snapshots, named by a view the snapshotter mounts as overlayfs over
+// them; the view and its lease are removed before returning, and the
+// directories stay as long as the image does.
+func (s *ContainerdStore) layerDirs(ctx context.Context, id, platform string) ([]string, []string, error) {
+	if s.Snapshotter != "overlayfs" {
+		return nil, nil, errNotDirs
+	}
+	c, err := s.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx = namespaces.WithNamespace(ctx, s.Namespace)
+	list, err := c.ImageService().List(ctx, "target.digest=="+id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: containerd image list: %v", errFallback, err)
+	}
+	if len(list) == 0 {
+		return nil, nil, fmt.Errorf("%w: containerd has no image of target %s", errFallback, id)
+	}
+	match := platforms.Default()
+	if platform != "" {
+		p, err := platforms.Parse(platform)
+		if err != nil {
+			return nil, nil, fmt.Errorf("platform %q: %w", platform, err)
+		}
+		match = platforms.Only(p)
+	}
+	img := containerd.NewImageWithPlatform(c, list[0], match)
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: layers of %s for %s: %v", errFallback, id, platformName(platform), err)
+	}
+	if len(diffIDs) == 0 {
+		return nil, nil, nil
+	}
+	chain := identity.ChainIDs(diffIDs)
+	top := chain[len(chain)-1].String()
+
+	// A view needs a lease, or containerd's collector may take it first.
+	lctx, done, err := c.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(5*time.Minute))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: containerd lease: %v", errFallback, err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	sn := c.SnapshotService(s.Snapshotter)
+	key := "divds-view-" + randomHex()
+	mounts, err := sn.View(lctx, key, top)
+	if err != nil {
+		// Not unpacked for this snapshotter (a pull for another
+		// platform keeps only content): stream it.
+		return nil, nil, fmt.Errorf("%w: snapshot %s: %v", errFallback, top, err)
+	}
+	defer sn.Remove(context.WithoutCancel(lctx), key)
+	dirs, err := viewLowerDirs(mounts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(dirs) != len(diffIDs) {
+		return nil, nil, fmt.Errorf("%w: %d snapshot directories for %d layers", errFallback, len(dirs), len(diffIDs))
+	}
+	ids := make([]string, len(diffIDs))
+	for i, d := range diffIDs {
+		ids[i] = d.String()
+	}
+	return dirs, ids, nil
+}
+
+// viewLowerDirs reads a read-only view's mounts: one layer is a bind mount
+// of its directory, several an overlay whose lowerdir lists them topmost
+// first. Returned bottom first.
+func viewLowerDirs(mounts []mount.Mount) ([]string, error) {
+	if len(mounts) != 1 {
+		return nil, fmt.Errorf("%w: a view of %d mounts", errFallback, len(mounts))
+	}
+	m := mounts[0]
+	switch m.Type {
+	case "bind", "rbind":
+		return []string{m.Source}, nil
+	case "overlay":
+		for _, o := range m.Options {
+			lower, ok := strings.CutPrefix(o, "lowerdir=")
+			if !ok {
+				continue
+			}
+			if strings.Contains(lower, `\`) {
+				// Escaped paths: not guessed at.
+				return nil, fmt.Errorf("%w: escaped overlay lowerdir %q", errFallback, lower)
+			}
+			dirs := strings.Split(lower, ":")
+			slices.Reverse(dirs)
+			return dirs, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: a view mounted as %s", errFallback, m.Type)
+}
+
+// readLayerDirs reads each layer directory (bottom first) whose diff ID is
+// in ids, taking cached layers from cached.
+func readLayerDirs(ctx context.Context, dirs, ids []string, lim layerfs.Limits, cached Cached) ([]index.Layer, error) {
+	out := make([]index.Layer, len(ids))
+	for i, dir := range dirs {
+		out[i].DiffID = ids[i]
+		if cached != nil {
+			if fs := cached(ids[i]); fs != nil {
+				out[i].Files = fs
+				continue
+			}
+		}
+		fs, err := layerfs.FromDir(ctx, dir, lim)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", i+1, ids[i], err)
+		}
+		out[i].Files = fs
+	}
+	return out, nil
+}
+
+func platformName(p string) string {
+	if p == "" {
+		return "the host's platform"
+	}
+	return p
+}
+
+func randomHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ContainerdFromInfo returns the containerd image store a daemon uses, as
+// its `docker info` reports it (API 1.46 on), or nil when it keeps images
+// in a graph driver (the classic store) or does not say.
+func ContainerdFromInfo(info system.Info) *ContainerdStore {
+	snapshotter := false
+	for _, kv := range info.DriverStatus {
+		if kv[0] == "driver-type" && kv[1] == "io.containerd.snapshotter.v1" {
+			snapshotter = true
+		}
+	}
+	if !snapshotter || info.Containerd == nil || info.Containerd.Address == "" {
+		return nil
+	}
+	ns := info.Containerd.Namespaces.Containers
+	if ns == "" {
+		ns = "moby"
+	}
+	return &ContainerdStore{Address: info.Containerd.Address, Namespace: ns, Snapshotter: info.Driver}
+}
+
+// StoreFinder asks a daemon, once it answers, which image store it uses.
+// A daemon restarted into the other store is seen at the plugin's next
+// start (the store is a daemon setting, changed with a restart of both).
+type StoreFinder struct {
+	mu    sync.Mutex
+	known bool
+	store *ContainerdStore
+}
+
+// Find returns the daemon's containerd store, or nil for the classic
+// store or a daemon that cannot say (yet).
+func (f *StoreFinder) Find(ctx context.Context, c *client.Client) *ContainerdStore {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.known {
+		return f.store
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := c.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return nil
+	}
+	f.known, f.store = true, ContainerdFromInfo(res.Info)
+	return f.store
+}
+
+// Close closes the connection to containerd, if one was made.
+func (f *StoreFinder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.store == nil {
+		return nil
+	}
+	return f.store.Close()
+}
