@@ -39,6 +39,21 @@ row "5-layer, 105 MB image in the daemon: layer directories vs ImageSave" "$(met
 row "docker-save archive (plain), per 100 MB" "$(metric archive-ms/100MB "$out") ms" "≤ 30 ms"
 row "rescan after a DB update, layers cached" "$(metric rescan-ms "$out") ms, $(metric rescan-layers-read "$out") layers read" "no layer read"
 
+# Issue #10: the image read at pull and the pull itself, per engine and
+# store (Docker 29 built once per machine by scripts/engine.sh).
+engine_bin=$(bash scripts/engine.sh)
+for e in debian 29-overlay2 29-containerd; do
+  out=$(DIVDS_E2E_ENGINE=$e DIVDS_ENGINE_BIN=$engine_bin gobench 'BenchmarkReadAtPull$' ./test/bench)
+  if [ -z "$out" ]; then row "image read at pull on $e" "failed: run DIVDS_E2E_ENGINE=$e DIVDS_ENGINE_BIN=$engine_bin go test -run '^\$' -bench BenchmarkReadAtPull ./test/bench" "-"; continue; fi
+  eval "read_$(tr -- '-' '_' <<<"$e")=$(metric 105MB-ms "$out")"
+  row "image read at pull on $e: 10 MB vs 105 MB image (ImageSave of the 105 MB one)" "$(metric 10MB-ms "$out") ms vs $(metric 105MB-ms "$out") ms ($(metric 105MB-imagesave-ms "$out") ms)" "independent of size"
+  out=$(DIVDS_E2E_ENGINE=$e DIVDS_ENGINE_BIN=$engine_bin gobench 'BenchmarkPull$' ./test/bench)
+  row "docker pull of the 105 MB image on $e: with divds vs without a plugin (median of 3)" "$(metric divds-pull-ms "$out") ms vs $(metric bare-pull-ms "$out") ms: ratio $(metric divds/bare "$out")" "≤ 1.1"
+done
+if [ -n "${read_29_containerd:-}" ] && [ -n "${read_29_overlay2:-}" ]; then
+  row "read at pull, containerd store vs overlay2 (Docker 29, 105 MB)" "$(awk -v a="$read_29_containerd" -v b="$read_29_overlay2" 'BEGIN {printf "%.2f×", a/b}')" "≤ 2×"
+fi
+
 # Issue #5: the plugin.
 out=$(gobench 'BenchmarkPluginLatency' ./test/bench)
 row "GET /containers/json: divds vs a minimal allow-all plugin (median of 2000)" "$(metric divds-ms "$out") ms vs $(metric allowall-ms "$out") ms: ratio $(metric divds/allowall "$out") (bare daemon $(metric bare-ms "$out") ms)" "≤ 1.1"

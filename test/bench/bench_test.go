@@ -188,10 +188,7 @@ func medianList(b *testing.B, d *harness.Docker, n int) time.Duration {
 // through the same dockerd with a minimal allow-all plugin and with
 // divds, and their ratio.
 func BenchmarkPluginLatency(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "divds-authz")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/divds/divds/cmd/divds-authz").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildDivds(b)
 	rs := harness.StartRsyslog(b)
 	state := b.TempDir()
 	importBundle(b, state, "alpine-secdb.jsonl.zst")
@@ -215,5 +212,59 @@ func BenchmarkPluginLatency(b *testing.B) {
 		b.ReportMetric(float64(allowMed.Microseconds())/1000, "allowall-ms")
 		b.ReportMetric(float64(divdsMed.Microseconds())/1000, "divds-ms")
 		b.ReportMetric(float64(divdsMed)/float64(allowMed), "divds/allowall")
+	}
+}
+
+func buildDivds(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "divds-authz")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/divds/divds/cmd/divds-authz").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// BenchmarkPull reports `docker pull` of the 5-layer, 105 MB image from a
+// local registry through the same dockerd (of DIVDS_E2E_ENGINE) without
+// a plugin and with divds, whose verdict on the pulled image is part of
+// the pull (the response phase decides it), and their ratio.
+func BenchmarkPull(b *testing.B) {
+	bin := buildDivds(b)
+	rs := harness.StartRsyslog(b)
+	reg := harness.StartRegistry(b)
+	state := b.TempDir()
+	importBundle(b, state, "ubuntu-bionic-oval-2021-08-31.jsonl.zst")
+	dir := harness.TempDir(b, "divds-d-")
+	policy := filepath.Join(b.TempDir(), "policy.yaml")
+	// The image must pass, or the plugin removes it: the measure is of a
+	// pull that stays.
+	harness.WriteFile(b, policy, []byte("mode: enforce\nthreshold: 100000\n"))
+	p := harness.StartPlugin(b, harness.PluginOptions{Bin: bin, StateDir: state, Policy: policy,
+		DockerHost: "unix://" + filepath.Join(dir, "docker.sock"), Syslog: "unixgram://" + rs.Sock})
+	remote := reg.Addr + "/big:5layers"
+	bare := harness.StartDocker(b, harness.DockerOptions{Dir: dir})
+	bare.MustCLI(b, "tag", bigImage(b, bare), remote)
+	bare.MustCLI(b, "push", remote)
+	pull := func(d *harness.Docker) time.Duration {
+		var durs []time.Duration
+		for range 3 {
+			d.CLI(context.Background(), "rmi", "-f", remote, "big:5layers")
+			start := time.Now()
+			d.MustCLI(b, "pull", remote)
+			durs = append(durs, time.Since(start))
+		}
+		slices.Sort(durs)
+		return durs[1]
+	}
+	for i := 0; i < b.N; i++ {
+		bareMed := pull(bare)
+		bare.Stop()
+		d := harness.StartDocker(b, harness.DockerOptions{Dir: dir, AuthzPlugins: []string{p.Name}})
+		divdsMed := pull(d)
+		d.Stop()
+		b.ReportMetric(float64(bareMed.Milliseconds()), "bare-pull-ms")
+		b.ReportMetric(float64(divdsMed.Milliseconds()), "divds-pull-ms")
+		b.ReportMetric(float64(divdsMed)/float64(bareMed), "divds/bare")
+		bare = harness.StartDocker(b, harness.DockerOptions{Dir: dir})
 	}
 }

@@ -86,7 +86,9 @@ func TestOneImageEverySource(t *testing.T) {
 		if !reflect.DeepEqual(shape(got), shape(want)) {
 			t.Errorf("%s differs from the archive:\n%v\nwant\n%v", name, shape(got), shape(want))
 		}
-		if got.Image.ID != want.Image.ID {
+		if got.Image.ID != want.Image.ID && !(d.Engine.ContainerdStore && strings.HasPrefix(name, "daemon")) {
+			// The containerd store's image IDs are manifest digests, not
+			// config digests: the same image, another name for it.
 			t.Errorf("%s: image ID %s, archive %s", name, got.Image.ID, want.Image.ID)
 		}
 	}
