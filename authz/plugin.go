@@ -725,7 +725,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 	if pol.PullScan == scoring.PullScanBefore {
 		// A pull for another platform (docker pull --platform) brings
 		// that platform's image: that one is scanned.
-		return p.remoteVerdict(ctx, "pull", "before the pull", ref, call.Query.Get("platform"), pol)
+		return p.remoteVerdict(ctx, "pull", "before the pull", ref, call.Platform, pol)
 	}
 	info, err := p.opts.Daemon.Inspect(ctx, ref)
 	if err != nil {

@@ -11,12 +11,12 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/platforms"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
+	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/divds/divds/scanner/index"
@@ -75,74 +75,53 @@ func (s *ContainerdStore) Close() error {
 	return err
 }
 
-// layerDirs returns the directory of each layer of the image whose target
-// digest is id, for platform (empty: the host's), bottom first, with the
-// diff IDs they hold. The directories are those of the committed
-// snapshots, named by a view the snapshotter mounts as overlayfs over
-// them; the view and its lease are removed before returning, and the
-// directories stay as long as the image does.
-func (s *ContainerdStore) layerDirs(ctx context.Context, id, platform string) ([]string, []string, error) {
+// layerDirs returns the directory of each layer whose diff IDs the
+// daemon reported (bottom first). containerd's overlayfs snapshotter
+// commits each unpacked layer under its chain ID, which the diff IDs fix:
+// the directories hold exactly those layers. A read-only view of the top
+// one, mounted as overlayfs over all of them, names the directories; the
+// view is removed before returning, and the directories stay as long as
+// the image does.
+func (s *ContainerdStore) layerDirs(ctx context.Context, diffIDs []string) ([]string, error) {
 	if s.Snapshotter != "overlayfs" {
-		return nil, nil, errNotDirs
+		return nil, errNotDirs
+	}
+	if len(diffIDs) == 0 {
+		return nil, nil
 	}
 	c, err := s.conn()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ctx = namespaces.WithNamespace(ctx, s.Namespace)
-	list, err := c.ImageService().List(ctx, "target.digest=="+id)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: containerd image list: %v", errFallback, err)
-	}
-	if len(list) == 0 {
-		return nil, nil, fmt.Errorf("%w: containerd has no image of target %s", errFallback, id)
-	}
-	match := platforms.Default()
-	if platform != "" {
-		p, err := platforms.Parse(platform)
-		if err != nil {
-			return nil, nil, fmt.Errorf("platform %q: %w", platform, err)
+	ds := make([]digest.Digest, len(diffIDs))
+	for i, id := range diffIDs {
+		if ds[i], err = digest.Parse(id); err != nil {
+			return nil, fmt.Errorf("layer %d: diff ID %q: %w", i+1, id, err)
 		}
-		match = platforms.Only(p)
 	}
-	img := containerd.NewImageWithPlatform(c, list[0], match)
-	diffIDs, err := img.RootFS(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: layers of %s for %s: %v", errFallback, id, platformName(platform), err)
-	}
-	if len(diffIDs) == 0 {
-		return nil, nil, nil
-	}
-	chain := identity.ChainIDs(diffIDs)
+	chain := identity.ChainIDs(ds)
 	top := chain[len(chain)-1].String()
 
-	// A view needs a lease, or containerd's collector may take it first.
-	lctx, done, err := c.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(5*time.Minute))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: containerd lease: %v", errFallback, err)
-	}
-	defer done(context.WithoutCancel(ctx))
+	// The view is a garbage-collection root while it exists (a lease
+	// would cost two more of containerd's synced transactions per read).
 	sn := c.SnapshotService(s.Snapshotter)
 	key := "divds-view-" + randomHex()
-	mounts, err := sn.View(lctx, key, top)
+	mounts, err := sn.View(ctx, key, top, snapshots.WithLabels(map[string]string{"containerd.io/gc.root": time.Now().UTC().Format(time.RFC3339)}))
 	if err != nil {
 		// Not unpacked for this snapshotter (a pull for another
 		// platform keeps only content): stream it.
-		return nil, nil, fmt.Errorf("%w: snapshot %s: %v", errFallback, top, err)
+		return nil, fmt.Errorf("%w: snapshot %s: %v", errFallback, top, err)
 	}
-	defer sn.Remove(context.WithoutCancel(lctx), key)
+	defer sn.Remove(context.WithoutCancel(ctx), key)
 	dirs, err := viewLowerDirs(mounts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(dirs) != len(diffIDs) {
-		return nil, nil, fmt.Errorf("%w: %d snapshot directories for %d layers", errFallback, len(dirs), len(diffIDs))
+		return nil, fmt.Errorf("%w: %d snapshot directories for %d layers", errFallback, len(dirs), len(diffIDs))
 	}
-	ids := make([]string, len(diffIDs))
-	for i, d := range diffIDs {
-		ids[i] = d.String()
-	}
-	return dirs, ids, nil
+	return dirs, nil
 }
 
 // viewLowerDirs reads a read-only view's mounts: one layer is a bind mount

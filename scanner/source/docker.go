@@ -195,18 +195,12 @@ func (d Docker) readSnapshots(ctx context.Context, insp image.InspectResponse, l
 	if d.Containerd == nil {
 		return nil, fmt.Errorf("%w: the containerd image store, and no containerd connection", errFallback)
 	}
-	// Inspected for one platform, the ID is that platform's config; the
-	// index is the target containerd knows the image by.
-	target := insp.ID
-	if insp.Descriptor != nil && insp.Descriptor.Digest != "" {
-		target = insp.Descriptor.Digest.String()
-	}
-	dirs, ids, err := d.Containerd.layerDirs(ctx, target, d.Platform)
+	// The daemon's diff IDs, for the platform inspected, fix the
+	// snapshots: no image lookup in containerd is needed.
+	ids := insp.RootFS.Layers
+	dirs, err := d.Containerd.layerDirs(ctx, ids)
 	if err != nil {
 		return nil, err
-	}
-	if !slices.Equal(ids, insp.RootFS.Layers) {
-		return nil, fmt.Errorf("%w: containerd's layers of %s differ from the daemon's", errFallback, target)
 	}
 	return readLayerDirs(ctx, dirs, ids, lim, cached)
 }

@@ -188,15 +188,8 @@ func medianList(b *testing.B, d *harness.Docker, n int) time.Duration {
 // through the same dockerd with a minimal allow-all plugin and with
 // divds, and their ratio.
 func BenchmarkPluginLatency(b *testing.B) {
-	bin := buildDivds(b)
-	rs := harness.StartRsyslog(b)
-	state := b.TempDir()
-	importBundle(b, state, "alpine-secdb.jsonl.zst")
 	dir := harness.TempDir(b, "divds-d-")
-	policy := filepath.Join(b.TempDir(), "policy.yaml")
-	harness.WriteFile(b, policy, []byte("mode: enforce # the defaults\n"))
-	p := harness.StartPlugin(b, harness.PluginOptions{Bin: bin, StateDir: state, Policy: policy,
-		DockerHost: "unix://" + filepath.Join(dir, "docker.sock"), Syslog: "unixgram://" + rs.Sock})
+	p := startDivds(b, dir, "alpine-secdb.jsonl.zst", "mode: enforce # the defaults\n")
 	allow := startAllowAll(b)
 	for i := 0; i < b.N; i++ {
 		bare := harness.StartDocker(b, harness.DockerOptions{Dir: dir})
@@ -215,6 +208,19 @@ func BenchmarkPluginLatency(b *testing.B) {
 	}
 }
 
+// startDivds starts divds with a database of bundle and the policy
+// given, for the dockerd of directory dir.
+func startDivds(b *testing.B, dir, bundle, policy string) *harness.Plugin {
+	b.Helper()
+	rs := harness.StartRsyslog(b)
+	state := b.TempDir()
+	importBundle(b, state, bundle)
+	path := filepath.Join(b.TempDir(), "policy.yaml")
+	harness.WriteFile(b, path, []byte(policy))
+	return harness.StartPlugin(b, harness.PluginOptions{Bin: buildDivds(b), StateDir: state, Policy: path,
+		DockerHost: "unix://" + filepath.Join(dir, "docker.sock"), Syslog: "unixgram://" + rs.Sock})
+}
+
 func buildDivds(b *testing.B) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "divds-authz")
@@ -229,18 +235,11 @@ func buildDivds(b *testing.B) string {
 // a plugin and with divds, whose verdict on the pulled image is part of
 // the pull (the response phase decides it), and their ratio.
 func BenchmarkPull(b *testing.B) {
-	bin := buildDivds(b)
-	rs := harness.StartRsyslog(b)
 	reg := harness.StartRegistry(b)
-	state := b.TempDir()
-	importBundle(b, state, "ubuntu-bionic-oval-2021-08-31.jsonl.zst")
 	dir := harness.TempDir(b, "divds-d-")
-	policy := filepath.Join(b.TempDir(), "policy.yaml")
 	// The image must pass, or the plugin removes it: the measure is of a
 	// pull that stays.
-	harness.WriteFile(b, policy, []byte("mode: enforce\nthreshold: 100000\n"))
-	p := harness.StartPlugin(b, harness.PluginOptions{Bin: bin, StateDir: state, Policy: policy,
-		DockerHost: "unix://" + filepath.Join(dir, "docker.sock"), Syslog: "unixgram://" + rs.Sock})
+	p := startDivds(b, dir, "ubuntu-bionic-oval-2021-08-31.jsonl.zst", "mode: enforce\nthreshold: 100000\n")
 	remote := reg.Addr + "/big:5layers"
 	bare := harness.StartDocker(b, harness.DockerOptions{Dir: dir})
 	bare.MustCLI(b, "tag", bigImage(b, bare), remote)
