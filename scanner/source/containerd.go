@@ -11,8 +11,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
@@ -174,12 +174,6 @@ func readLayerDirs(ctx context.Context, dirs, ids []string, lim layerfs.Limits, 
 	return out, nil
 }
 
-func platformName(p string) string {
-	if p == "" {
-		return "the host's platform"
-	}
-	return p
-}
 
 func randomHex() string {
 	var b [8]byte
