@@ -174,7 +174,6 @@ func readLayerDirs(ctx context.Context, dirs, ids []string, lim layerfs.Limits, 
 	return out, nil
 }
 
-
 func randomHex() string {
 	var b [8]byte
 	rand.Read(b[:])
