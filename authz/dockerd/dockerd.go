@@ -340,7 +340,11 @@ func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.C
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		out = append(out, authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID})
+		ct := authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID}
+		if m := c.ImageManifestDescriptor; m != nil && m.Platform != nil {
+			ct.Platform = normalPlatform(*m.Platform)
+		}
+		out = append(out, ct)
 	}
 	return out, nil
 }
