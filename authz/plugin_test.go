@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ type fakeDaemon struct {
 	running []Container
 	stopped []string
 	removed []string
+	// containers by ID, beside the fixed ones of Container
+	containers map[string]Container
 }
 
 func (d *fakeDaemon) RunningContainers(_ context.Context, ids ...string) ([]Container, error) {
@@ -84,7 +87,7 @@ func (d *fakeDaemon) Inspect(_ context.Context, ref string) (ImageInfo, error) {
 		var info ImageInfo
 		for name, i := range d.images {
 			if i.ID == ref {
-				info.ID = ref
+				info.ID, info.Platforms = ref, i.Platforms
 				if !strings.Contains(name, "@") {
 					info.RepoTags = append(info.RepoTags, name)
 				}
@@ -116,6 +119,11 @@ func (d *fakeDaemon) Container(_ context.Context, name string) (Container, error
 		return Container{ID: "c-oldvuln", Name: "oldvuln", Image: "app:vuln", ImageID: "sha256:vuln"}, nil
 	case "oldok", "web/okalias":
 		return Container{ID: "c-oldok", Name: "oldok", Image: "app:ok", ImageID: "sha256:ok"}, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c, ok := d.containers[name]; ok {
+		return c, nil
 	}
 	return Container{}, fmt.Errorf("%w: container %s", ErrNotFound, name)
 }
@@ -175,7 +183,8 @@ func newPlugin(t testing.TB, pol *scoring.Policy, d *fakeDaemon, db Database, sc
 			return nil, 0, fmt.Errorf("fetch %s: dial tcp: connection refused", id)
 		}
 		rep := &report.Report{SchemaVersion: 1, Image: report.Image{ID: id}}
-		if strings.Contains(id, "vuln") {
+		// linux/s390x of any index is the vulnerable platform.
+		if strings.Contains(id, "vuln") || strings.HasSuffix(id, "@linux/s390x") {
 			for i := 0; i < 30; i++ {
 				rep.Findings = append(rep.Findings, report.Finding{ID: fmt.Sprintf("CVE-2019-%04d", i), Package: "openssl", Version: "1", FixedIn: "2", Severity: "high"})
 			}
@@ -636,5 +645,70 @@ func TestPulledByEvent(t *testing.T) {
 	p.SetPolicy(off)
 	if p.DecidesPulls() {
 		t.Fatal("decides pulls with the pull gate off")
+	}
+}
+
+// An index of two platforms on the containerd store, one clean (the
+// host's), one failing: each action is judged on the platforms it brings
+// into play, and a pull removes only the failing platform.
+func TestPlatformsOfOneImage(t *testing.T) {
+	host := hostPlatform()
+	if host == "linux/s390x" {
+		t.Skip("the test's failing platform is this host's")
+	}
+	var scans atomic.Int32
+	d := images()
+	d.images["multi:1"] = ImageInfo{ID: "sha256:multi", RepoTags: []string{"multi:1"}, Platforms: []string{host, "linux/s390x"}}
+	p, _ := newPlugin(t, scoring.Default(), d, fakeDB{}, &scans)
+	s390 := url.QueryEscape(`{"os":"linux","architecture":"s390x"}`)
+	hostJSON := url.QueryEscape(fmt.Sprintf(`{"os":"linux","architecture":%q}`, strings.TrimPrefix(host, "linux/")))
+	for _, tc := range []struct {
+		name, method, uri, body string
+		allow                   bool
+	}{
+		{"create of the failing platform", "POST", "/containers/create?platform=linux/s390x", `{"Image":"multi:1"}`, false},
+		{"create of the host's platform", "POST", "/containers/create", `{"Image":"multi:1"}`, true},
+		{"create of a platform spelled otherwise", "POST", "/containers/create?platform=linux/S390X", `{"Image":"multi:1"}`, false},
+		{"push of the whole index", "POST", "/images/multi/push?tag=1", "", false},
+		{"push of the failing platform", "POST", "/images/multi/push?tag=1&platform=" + s390, "", false},
+		{"push of the host's platform", "POST", "/images/multi/push?tag=1&platform=" + hostJSON, "", true},
+		{"an unreadable platform", "POST", "/containers/create?platform=linux/arm64/v8/x/y", `{"Image":"multi:1"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := p.AuthZReq(req(tc.method, tc.uri, tc.body))
+			if res.Allow != tc.allow {
+				t.Fatalf("allow %v, want %v: %s", res.Allow, tc.allow, res.Msg)
+			}
+			if !res.Allow && strings.Contains(tc.uri, "s390x") && !strings.Contains(res.Msg, "linux/s390x") {
+				t.Fatalf("the deny does not name the platform: %s", res.Msg)
+			}
+			if res.Allow && strings.Contains(tc.uri, "/push") {
+				p.AuthZRes(req(tc.method, tc.uri, tc.body)) // ends the push hold
+			}
+		})
+	}
+
+	// A pull of the failing platform removes that platform only.
+	r := req("POST", "/images/create?fromImage=multi&tag=1&platform=linux/s390x", "")
+	r.ResponseStatusCode = 200
+	if res := p.AuthZRes(r); res.Allow || !strings.Contains(res.Msg, "the other platforms stay") {
+		t.Fatalf("%+v", res)
+	}
+	if len(d.untags) != 0 || !slices.Equal(d.removed, []string{"sha256:multi@linux/s390x"}) {
+		t.Fatalf("untagged %v, removed %v", d.untags, d.removed)
+	}
+	// Its quarantine holds pulls of that platform, not of the host's.
+	if res := p.AuthZReq(req("POST", "/images/create?fromImage=multi&tag=1&platform=linux/s390x", "")); res.Allow {
+		t.Fatal("the quarantined platform was pulled again")
+	}
+	if res := p.AuthZReq(req("POST", "/images/create?fromImage=multi&tag=1", "")); !res.Allow {
+		t.Fatalf("a pull of the host's platform was refused: %s", res.Msg)
+	}
+	// The container the daemon made runs the platform it chose.
+	d.containers = map[string]Container{"c1": {ID: "c1", Image: "multi:1", ImageID: "sha256:multi", Platform: "linux/s390x"}}
+	cr := req("POST", "/containers/create", `{"Image":"multi:1"}`)
+	cr.ResponseStatusCode, cr.ResponseBody = 201, []byte(`{"Id":"c1"}`)
+	if res := p.AuthZRes(cr); res.Allow {
+		t.Fatal("a container of the failing platform survived the response phase")
 	}
 }
