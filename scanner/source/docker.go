@@ -69,13 +69,32 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 		return nil, fmt.Errorf("inspect %s: %w", d.Ref, err)
 	}
 	img := &Image{Meta: metaFromInspect(insp)}
-	if hist, err := d.Client.ImageHistory(ctx, insp.ID, histOpts...); err == nil {
-		if cmds := layerCommands(hist.Items, len(insp.RootFS.Layers)); cmds != nil {
+	// Of one platform of an index, the inspect's ID is that platform's
+	// config digest, which the containerd store does not find images by:
+	// history and save go by the reference, for the platform.
+	byRef := insp.ID
+	if d.Platform != "" {
+		byRef = d.Ref
+	}
+	// The build commands come from the history, asked for while the
+	// layers are read (on the containerd store it costs the daemon as
+	// much as the read).
+	hist := make(chan []image.HistoryResponseItem, 1)
+	go func() {
+		h, err := d.Client.ImageHistory(ctx, byRef, histOpts...)
+		if err != nil {
+			h.Items = nil
+		}
+		hist <- h.Items
+	}()
+	defer func() {
+		items := <-hist
+		if cmds := layerCommands(items, len(insp.RootFS.Layers)); cmds != nil && len(cmds) == len(img.Meta.Layers) {
 			for i := range img.Meta.Layers {
 				img.Meta.Layers[i].CreatedBy = cmds[i]
 			}
 		}
-	}
+	}()
 	if !d.ForceSave {
 		layers, err := readOverlay(ctx, insp, lim, cached)
 		// The containerd store reports no graph driver (API 1.52 on), or
@@ -92,14 +111,7 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 		}
 		img.Warnings = append(img.Warnings, fmt.Sprintf("%v; streamed the image from the daemon instead", err))
 	}
-	// Of one platform of an index, the inspect's ID is that platform's
-	// config digest, which the containerd store does not save by: the
-	// index is saved, for the platform.
-	saveRef := insp.ID
-	if d.Platform != "" {
-		saveRef = d.Ref
-	}
-	rc, err := d.Client.ImageSave(ctx, []string{saveRef}, saveOpts...)
+	rc, err := d.Client.ImageSave(ctx, []string{byRef}, saveOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("save %s: %w", d.Ref, err)
 	}
