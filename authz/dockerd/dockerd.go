@@ -13,7 +13,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
-	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/image"
@@ -23,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/divds/divds/authz"
+	"github.com/divds/divds/scanner/source"
 )
 
 // Daemon implements authz.Daemon over a Docker client.
@@ -53,10 +53,9 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 		}
 		return authz.ImageInfo{}, err
 	}
-	info := authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: insp.RepoDigests}
-	if insp.Descriptor != nil {
-		info.RepoDigests = pulledDigests(insp.InspectResponse)
-	}
+	// On the containerd store a docker tag makes a repository digest:
+	// only the pulled ones vouch for names (source.PulledDigests).
+	info := authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: source.PulledDigests(insp.InspectResponse)}
 	for _, m := range insp.Manifests {
 		if m.Kind == image.ManifestKindImage && m.Available && m.ImageData != nil {
 			if pl := normalPlatform(m.ImageData.Platform); !slices.Contains(info.Platforms, pl) {
@@ -65,31 +64,6 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 		}
 	}
 	return info, nil
-}
-
-// pulledDigests are the repository digests of an image of the containerd
-// store that a registry vouches for. That store reports every name of an
-// image with its digest as a repository digest, so a docker tag, open to
-// every user, would make one; the repositories the image was pulled from
-// (or pushed to) are in its Identity (API 1.53 on). Without it, none.
-func pulledDigests(insp image.InspectResponse) []string {
-	if insp.Identity == nil {
-		return nil
-	}
-	var out []string
-	for _, rd := range insp.RepoDigests {
-		n, err := reference.ParseNormalizedNamed(rd)
-		if err != nil {
-			continue
-		}
-		for _, p := range insp.Identity.Pull {
-			if p.Repository == n.Name() {
-				out = append(out, rd)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // apiAtLeast reports whether the negotiated API version is at least v.

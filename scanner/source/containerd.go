@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,13 +12,16 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/platforms"
 	"github.com/moby/moby/api/types/system"
 	"github.com/moby/moby/client"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/divds/divds/scanner/index"
 	"github.com/divds/divds/scanner/layerfs"
@@ -235,4 +239,113 @@ func (f *StoreFinder) Close() error {
 		return nil
 	}
 	return f.store.Close()
+}
+
+// maxMetaBlob bounds an index, manifest or config read from containerd's
+// content store.
+const maxMetaBlob = 4 << 20
+
+// imageConfig reads, from containerd's content store, the config of the
+// image whose target digest is id, for platform (empty: the host's): the
+// index's manifest for that platform, then its config. These are local
+// reads of small blobs; the daemon's inspect and history cost tens of
+// milliseconds each on this store.
+func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) (*ocispec.Image, error) {
+	c, err := s.conn()
+	if err != nil {
+		return nil, err
+	}
+	ctx = namespaces.WithNamespace(ctx, s.Namespace)
+	match := platforms.Default()
+	if platform != "" {
+		p, err := platforms.Parse(platform)
+		if err != nil {
+			return nil, fmt.Errorf("platform %q: %w", platform, err)
+		}
+		match = platforms.Only(p)
+	}
+	cs := c.ContentStore()
+	read := func(d digest.Digest, what string) ([]byte, error) {
+		info, err := cs.Info(ctx, d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", errFallback, what, d, err)
+		}
+		if info.Size > maxMetaBlob {
+			return nil, fmt.Errorf("%s %s is %d bytes, over the %d-byte bound", what, d, info.Size, maxMetaBlob)
+		}
+		b, err := content.ReadBlob(ctx, cs, ocispec.Descriptor{Digest: d, Size: info.Size})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %v", errFallback, what, d, err)
+		}
+		if digest.FromBytes(b) != d {
+			return nil, fmt.Errorf("%s %s does not match its digest", what, d)
+		}
+		return b, nil
+	}
+	target, err := digest.Parse(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image ID %q: %v", errFallback, id, err)
+	}
+	raw, err := read(target, "image")
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Manifests []ocispec.Descriptor `json:"manifests"`
+		Config    *ocispec.Descriptor  `json:"config"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("image %s: %w", id, err)
+	}
+	if doc.Config == nil {
+		// An index: the manifest of the platform, the best match first.
+		var best *ocispec.Descriptor
+		for i, m := range doc.Manifests {
+			if m.Platform == nil || !match.Match(*m.Platform) {
+				continue
+			}
+			if best == nil || match.Less(*m.Platform, *best.Platform) {
+				best = &doc.Manifests[i]
+			}
+		}
+		if best == nil {
+			return nil, fmt.Errorf("%w: image %s has no manifest for %s", errFallback, id, match)
+		}
+		if raw, err = read(best.Digest, "manifest"); err != nil {
+			return nil, err
+		}
+		doc.Config = nil
+		if err := json.Unmarshal(raw, &doc); err != nil || doc.Config == nil {
+			return nil, fmt.Errorf("manifest %s of image %s: no config (%v)", best.Digest, id, err)
+		}
+	}
+	raw, err = read(doc.Config.Digest, "config")
+	if err != nil {
+		return nil, err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("config %s of image %s: %w", doc.Config.Digest, id, err)
+	}
+	return &cfg, nil
+}
+
+// names lists the names containerd keeps for the image of target id
+// (Docker's tags, without its dangling placeholders).
+func (s *ContainerdStore) names(ctx context.Context, id string) []string {
+	c, err := s.conn()
+	if err != nil {
+		return nil
+	}
+	list, err := c.ImageService().List(namespaces.WithNamespace(ctx, s.Namespace), "target.digest=="+id)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, im := range list {
+		if im.Target.Digest.String() == id && !strings.HasPrefix(im.Name, "moby-dangling@") {
+			out = append(out, im.Name)
+		}
+	}
+	return out
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/system"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestViewLowerDirs(t *testing.T) {
@@ -57,6 +59,33 @@ func TestContainerdFromInfo(t *testing.T) {
 			got := ContainerdFromInfo(tc.info)
 			if (got == nil) != (tc.want == nil) || got != nil && (got.Address != tc.want.Address || got.Namespace != tc.want.Namespace || got.Snapshotter != tc.want.Snapshotter) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// On the containerd store a docker tag makes a repository digest: only
+// the repositories of the image's pull identity vouch for its names.
+func TestPulledDigests(t *testing.T) {
+	const d = "@sha256:9e8f2b8a8c3f3d3b1f7a4a6e8b3b0f2a4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e3f"
+	digests := []string{"reg.example/app" + d, "reg.example/forged" + d, "alpine" + d}
+	containerdStore := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest}
+	for _, tc := range []struct {
+		name     string
+		desc     *ocispec.Descriptor
+		identity *image.Identity
+		want     []string
+	}{
+		{"the classic store records pulls itself", nil, nil, digests},
+		{"no identity (API before 1.53)", containerdStore, nil, nil},
+		{"pulled from one repository", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "reg.example/app"}}}, []string{"reg.example/app" + d}},
+		{"Docker Hub names are normalized", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "docker.io/library/alpine"}}}, []string{"alpine" + d}},
+		{"built, never pulled", containerdStore, &image.Identity{Build: []image.BuildIdentity{{Ref: "x"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := PulledDigests(image.InspectResponse{RepoDigests: digests, Descriptor: tc.desc, Identity: tc.identity})
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 
@@ -48,6 +49,16 @@ var errFallback = errors.New("layer directories not readable")
 
 // Read implements Source.
 func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
+	// The plugin names images by ID. On the containerd store such an image
+	// is read without asking the daemon: its inspect and history cost
+	// tens of milliseconds each there, while containerd's content store
+	// gives the config, and its snapshotter the layers, in a few.
+	if d.Containerd != nil && !d.ForceSave && strings.HasPrefix(d.Ref, "sha256:") {
+		img, err := d.readContainerd(ctx, lim, cached)
+		if err == nil || !errors.Is(err, errFallback) {
+			return img, err
+		}
+	}
 	var inspOpts []client.ImageInspectOption
 	var histOpts []client.ImageHistoryOption
 	var saveOpts []client.ImageSaveOption
@@ -135,7 +146,7 @@ func (d Docker) Read(ctx context.Context, lim layerfs.Limits, cached Cached) (*I
 
 func metaFromInspect(insp image.InspectResponse) report.Image {
 	m := report.Image{
-		ID: insp.ID, Names: append([]string{}, insp.RepoTags...), Digests: append([]string{}, insp.RepoDigests...),
+		ID: insp.ID, Names: append([]string{}, insp.RepoTags...), Digests: PulledDigests(insp),
 		OS: insp.Os, Architecture: insp.Architecture,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, insp.Created); err == nil {
@@ -215,4 +226,79 @@ func (d Docker) readSnapshots(ctx context.Context, insp image.InspectResponse, l
 		return nil, err
 	}
 	return readLayerDirs(ctx, dirs, ids, lim, cached)
+}
+
+// PulledDigests are the repository digests of an image that a registry
+// vouches for. The classic store records one when the image is pulled from
+// (or pushed to) a repository. The containerd store reports every name of
+// an image with its digest, so a docker tag, open to every user, would
+// make one; there only the repositories the image was pulled from (or
+// pushed to), in its Identity (API 1.53 on), count. Without it, none.
+func PulledDigests(insp image.InspectResponse) []string {
+	if insp.Descriptor == nil { // the classic store
+		return append([]string{}, insp.RepoDigests...)
+	}
+	if insp.Identity == nil {
+		return nil
+	}
+	var out []string
+	for _, rd := range insp.RepoDigests {
+		n, err := reference.ParseNormalizedNamed(rd)
+		if err != nil {
+			continue
+		}
+		for _, p := range insp.Identity.Pull {
+			if p.Repository == n.Name() {
+				out = append(out, rd)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// readContainerd reads an image of the containerd store by its ID (the
+// target digest) from containerd alone: the config of the platform from
+// the content store, the layers from their snapshot directories, the
+// names from containerd's image records. It reports no repository
+// digests: without the daemon's pull identity none is vouched for.
+func (d Docker) readContainerd(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
+	cfg, err := d.Containerd.imageConfig(ctx, d.Ref, d.Platform)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(cfg.RootFS.DiffIDs))
+	for i, id := range cfg.RootFS.DiffIDs {
+		ids[i] = id.String()
+	}
+	dirs, err := d.Containerd.layerDirs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := readLayerDirs(ctx, dirs, ids, lim, cached)
+	if err != nil {
+		return nil, err
+	}
+	m := report.Image{ID: d.Ref, OS: cfg.OS, Architecture: cfg.Architecture, Created: cfg.Created}
+	for _, n := range d.Containerd.names(ctx, d.Ref) {
+		if named, err := reference.ParseNormalizedNamed(n); err == nil {
+			n = reference.FamiliarString(named)
+		}
+		m.Names = append(m.Names, n)
+	}
+	// The history entries that made a layer, in order.
+	var cmds []string
+	for _, h := range cfg.History {
+		if !h.EmptyLayer {
+			cmds = append(cmds, h.CreatedBy)
+		}
+	}
+	for i, id := range ids {
+		l := report.Layer{DiffID: id}
+		if len(cmds) == len(ids) {
+			l.CreatedBy = cmds[i]
+		}
+		m.Layers = append(m.Layers, l)
+	}
+	return &Image{Meta: m, Layers: layers}, nil
 }

@@ -76,7 +76,12 @@ func BenchmarkReadAtPull(b *testing.B) {
 	cs := stores.Find(context.Background(), d.Client)
 	for i := 0; i < b.N; i++ {
 		for _, img := range []struct{ ref, unit string }{{small, "10MB-ms"}, {big, "105MB-ms"}} {
-			src := source.Docker{Client: d.Client, Ref: img.ref, Containerd: cs}
+			// By ID, as the plugin reads what a pull brought.
+			insp, err := d.Client.ImageInspect(context.Background(), img.ref)
+			if err != nil {
+				b.Fatal(err)
+			}
+			src := source.Docker{Client: d.Client, Ref: insp.ID, Containerd: cs}
 			if im, err := src.Read(context.Background(), layerfs.Limits{}, nil); err != nil || len(im.Warnings) > 0 {
 				b.Fatalf("read of %s on %s: %v %v", img.ref, d.Engine.Name, err, im.Warnings)
 			}

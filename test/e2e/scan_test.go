@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -82,7 +83,16 @@ func TestOneImageEverySource(t *testing.T) {
 	d.MustCLI(t, "push", remoteRef)
 	remote := scan(t, source.Registry{Ref: remoteRef}, store)
 
-	for name, got := range map[string]*report.Report{"daemon (layer directories)": direct, "daemon (ImageSave)": saved, "registry": remote} {
+	sources := map[string]*report.Report{"daemon (layer directories)": direct, "daemon (ImageSave)": saved, "registry": remote}
+	if cs != nil {
+		// By ID, as the plugin reads: from containerd alone.
+		byID := scan(t, source.Docker{Client: d.Client, Ref: direct.Image.ID, Containerd: cs}, store)
+		if byID.Image.ID != direct.Image.ID || !slices.Contains(byID.Image.Names, "alpine:3.10") || len(byID.Warnings) > 0 {
+			t.Errorf("read from containerd: %+v, warnings %v", byID.Image, byID.Warnings)
+		}
+		sources["daemon (containerd, by ID)"] = byID
+	}
+	for name, got := range sources {
 		if !reflect.DeepEqual(shape(got), shape(want)) {
 			t.Errorf("%s differs from the archive:\n%v\nwant\n%v", name, shape(got), shape(want))
 		}
