@@ -68,7 +68,7 @@ func TestContainerdFromInfo(t *testing.T) {
 // the repositories of the image's pull identity vouch for its names.
 func TestPulledDigests(t *testing.T) {
 	const d = "@sha256:9e8f2b8a8c3f3d3b1f7a4a6e8b3b0f2a4c6d8e0f1a3b5c7d9e1f3a5b7c9d1e3f"
-	digests := []string{"reg.example/app" + d, "reg.example/forged" + d, "alpine" + d}
+	digests := []string{"reg.example/app" + d, "reg.example/forged" + d, "alpine" + d, "127.0.0.1:5000/app" + d}
 	containerdStore := &ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest}
 	for _, tc := range []struct {
 		name     string
@@ -77,10 +77,12 @@ func TestPulledDigests(t *testing.T) {
 		want     []string
 	}{
 		{"the classic store records pulls itself", nil, nil, digests},
+		{"another repository of the portless host", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "127.0.0.1/other"}}}, nil},
 		{"no identity (API before 1.53)", containerdStore, nil, nil},
 		{"pulled from one repository", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "reg.example/app"}}}, []string{"reg.example/app" + d}},
 		{"Docker Hub names are normalized", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "docker.io/library/alpine"}}}, []string{"alpine" + d}},
 		{"built, never pulled", containerdStore, &image.Identity{Build: []image.BuildIdentity{{Ref: "x"}}}, nil},
+		{"Docker 29 drops the registry's port", containerdStore, &image.Identity{Pull: []image.PullIdentity{{Repository: "127.0.0.1/app"}}}, []string{"127.0.0.1:5000/app" + d}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := PulledDigests(image.InspectResponse{RepoDigests: digests, Descriptor: tc.desc, Identity: tc.identity})

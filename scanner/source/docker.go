@@ -248,13 +248,25 @@ func PulledDigests(insp image.InspectResponse) []string {
 			continue
 		}
 		for _, p := range insp.Identity.Pull {
-			if p.Repository == n.Name() {
+			if p.Repository == n.Name() || p.Repository == withoutPort(n) {
 				out = append(out, rd)
 				break
 			}
 		}
 	}
 	return out
+}
+
+// withoutPort is a repository's name without its registry's port: Docker
+// 29 reports a pull from 127.0.0.1:5000/app as 127.0.0.1/app in its
+// identity (the port is lost in containerd's label key). Such an identity
+// vouches for the repository on any port of that host.
+func withoutPort(n reference.Named) string {
+	domain, path := reference.Domain(n), reference.Path(n)
+	if host, _, ok := strings.Cut(domain, ":"); ok && !strings.HasPrefix(domain, "[") {
+		domain = host
+	}
+	return domain + "/" + path
 }
 
 // readContainerd reads an image of the containerd store by its ID (the
