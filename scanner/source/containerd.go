@@ -117,7 +117,9 @@ func (s *ContainerdStore) layerDirs(ctx context.Context, diffIDs []string) ([]st
 		// platform keeps only content): stream it.
 		return nil, fmt.Errorf("%w: snapshot %s: %v", errFallback, top, err)
 	}
-	defer sn.Remove(context.WithoutCancel(ctx), key)
+	// The directories are the committed snapshots', which outlive the
+	// view: it is removed off the read's path.
+	defer func() { go sn.Remove(context.WithoutCancel(ctx), key) }()
 	dirs, err := viewLowerDirs(mounts)
 	if err != nil {
 		return nil, err
@@ -265,15 +267,20 @@ func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) 
 		match = platforms.Only(p)
 	}
 	cs := c.ContentStore()
-	read := func(d digest.Digest, what string) ([]byte, error) {
-		info, err := cs.Info(ctx, d)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s %s: %v", errFallback, what, d, err)
+	// read reads a blob of the given size (-1: ask the store), bounded
+	// and checked against its digest.
+	read := func(d digest.Digest, size int64, what string) ([]byte, error) {
+		if size < 0 {
+			info, err := cs.Info(ctx, d)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s %s: %v", errFallback, what, d, err)
+			}
+			size = info.Size
 		}
-		if info.Size > maxMetaBlob {
-			return nil, fmt.Errorf("%s %s is %d bytes, over the %d-byte bound", what, d, info.Size, maxMetaBlob)
+		if size > maxMetaBlob {
+			return nil, fmt.Errorf("%s %s is %d bytes, over the %d-byte bound", what, d, size, maxMetaBlob)
 		}
-		b, err := content.ReadBlob(ctx, cs, ocispec.Descriptor{Digest: d, Size: info.Size})
+		b, err := content.ReadBlob(ctx, cs, ocispec.Descriptor{Digest: d, Size: size})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s %s: %v", errFallback, what, d, err)
 		}
@@ -286,7 +293,7 @@ func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: image ID %q: %v", errFallback, id, err)
 	}
-	raw, err := read(target, "image")
+	raw, err := read(target, -1, "image")
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +318,7 @@ func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) 
 		if best == nil {
 			return nil, fmt.Errorf("%w: image %s has no manifest for %s", errFallback, id, match)
 		}
-		if raw, err = read(best.Digest, "manifest"); err != nil {
+		if raw, err = read(best.Digest, best.Size, "manifest"); err != nil {
 			return nil, err
 		}
 		doc.Config = nil
@@ -319,7 +326,7 @@ func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) 
 			return nil, fmt.Errorf("manifest %s of image %s: no config (%v)", best.Digest, id, err)
 		}
 	}
-	raw, err = read(doc.Config.Digest, "config")
+	raw, err = read(doc.Config.Digest, doc.Config.Size, "config")
 	if err != nil {
 		return nil, err
 	}

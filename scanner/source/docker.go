@@ -275,6 +275,8 @@ func withoutPort(n reference.Named) string {
 // names from containerd's image records. It reports no repository
 // digests: without the daemon's pull identity none is vouched for.
 func (d Docker) readContainerd(ctx context.Context, lim layerfs.Limits, cached Cached) (*Image, error) {
+	names := make(chan []string, 1)
+	go func() { names <- d.Containerd.names(ctx, d.Ref) }()
 	cfg, err := d.Containerd.imageConfig(ctx, d.Ref, d.Platform)
 	if err != nil {
 		return nil, err
@@ -292,7 +294,7 @@ func (d Docker) readContainerd(ctx context.Context, lim layerfs.Limits, cached C
 		return nil, err
 	}
 	m := report.Image{ID: d.Ref, OS: cfg.OS, Architecture: cfg.Architecture, Created: cfg.Created}
-	for _, n := range d.Containerd.names(ctx, d.Ref) {
+	for _, n := range <-names {
 		if named, err := reference.ParseNormalizedNamed(n); err == nil {
 			n = reference.FamiliarString(named)
 		}
