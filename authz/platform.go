@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -34,10 +35,10 @@ func SplitImageKey(key string) (id, platform string) {
 	return id, platform
 }
 
-// normalPlatform gives a platform's canonical os/arch[/variant] form
+// NormalPlatform gives a platform's canonical os/arch[/variant] form
 // (aarch64 and arm64/v8 are linux/arm64), so that verdicts and
-// quarantines match however a request spells it.
-func normalPlatform(p ocispec.Platform) string {
+// quarantines match however a request or the daemon spells it.
+func NormalPlatform(p ocispec.Platform) string {
 	return platforms.Format(platforms.Normalize(p))
 }
 
@@ -57,41 +58,57 @@ func parsePlatform(q url.Values, jsonForm bool) (string, error) {
 		if err := json.Unmarshal([]byte(raw), &p); err != nil || p.OS == "" {
 			return "", malformed("platform %q: want the JSON of an OCI platform with an os", raw)
 		}
-		return normalPlatform(p), nil
+		return NormalPlatform(p), nil
 	}
 	p, err := platforms.Parse(raw)
 	if err != nil {
 		return "", malformed("platform %q: %v", raw, err)
 	}
-	return normalPlatform(p), nil
+	return NormalPlatform(p), nil
 }
 
 // hostPlatform is the platform the daemon picks when a request names
-// none: the host's (the plugin runs on the daemon's host).
-func hostPlatform() string { return normalPlatform(platforms.DefaultSpec()) }
+// none: the host's (the plugin runs on the daemon's host). Computed once:
+// every gated decision asks for it.
+var hostPlatform = sync.OnceValue(func() string { return NormalPlatform(platforms.DefaultSpec()) })
 
-// platformsToJudge says which platforms of img a request that names
-// requested ("" for none) brings into play:
+// scope says what a request brings into play of an image's platforms.
+type scope int
+
+const (
+	// named: the platform a request names, before the daemon acts (a
+	// create, a pull of a local name, a service); when the image lacks
+	// it, nothing: the daemon answers "not found", and what it then
+	// pulls passes the pull gate.
+	named scope = iota
+	// every: a push or a pull of the whole tag ships or brings every
+	// platform present.
+	every
+	// acted: the platform the daemon says it acted on (a container's
+	// platform, a pull's). It is judged even when the image's inspect
+	// does not list it: the daemon did use it.
+	acted
+)
+
+// platformsToJudge says which platforms of img a request naming requested
+// ("" for none) brings into play, in scope sc:
 //   - an image of one platform (the classic store): that image, "";
-//   - a platform named: that one, or none when the image lacks it (the
-//     daemon then answers "not found", and a pull brings it through the
-//     pull gate);
-//   - none named, every is false: the host's platform when the image has
-//     it, else every platform it has (which one the daemon falls back to
-//     is not the gate's guess to make);
-//   - none named, every is true (a push or a pull of the whole tag):
-//     every platform the image has.
-func platformsToJudge(img ImageInfo, requested string, every bool) []string {
+//   - a platform named: that one (see the scopes for one the image lacks);
+//   - none named, in scope every: every platform the image has;
+//   - none named, otherwise: the host's platform when the image has it,
+//     else every platform it has (which one the daemon falls back to is
+//     not the gate's guess to make).
+func platformsToJudge(img ImageInfo, requested string, sc scope) []string {
 	if len(img.Platforms) == 0 {
 		return []string{""}
 	}
 	switch {
 	case requested != "":
-		if slices.Contains(img.Platforms, requested) {
+		if sc == acted || slices.Contains(img.Platforms, requested) {
 			return []string{requested}
 		}
 		return nil
-	case !every && slices.Contains(img.Platforms, hostPlatform()):
+	case sc != every && slices.Contains(img.Platforms, hostPlatform()):
 		return []string{hostPlatform()}
 	}
 	return slices.Clone(img.Platforms)
@@ -111,7 +128,7 @@ func withPlatform(ref, platform string) string {
 // first: the image's own ID, or its host platform's on the containerd
 // store (what an arrival scan prepares).
 func DefaultKey(img ImageInfo) string {
-	if plats := platformsToJudge(img, "", false); len(plats) > 0 {
+	if plats := platformsToJudge(img, "", named); len(plats) > 0 {
 		return ImageKey(img.ID, plats[0])
 	}
 	return img.ID

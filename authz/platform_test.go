@@ -54,19 +54,21 @@ func TestPlatformsToJudge(t *testing.T) {
 		name      string
 		img       ImageInfo
 		requested string
-		every     bool
+		sc        scope
 		want      []string
 	}{
-		{"an image of one platform is itself", one, other, false, []string{""}},
-		{"the platform named", both, other, false, []string{other}},
-		{"a platform the image lacks: none", onlyOther, host, false, nil},
-		{"none named: the host's", both, "", false, []string{host}},
-		{"none named, host's missing: every one", onlyOther, "", false, []string{other}},
-		{"a whole push or pull: every one", both, "", true, []string{host, other}},
-		{"a push of one platform: that one", both, other, true, []string{other}},
+		{"an image of one platform is itself", one, other, named, []string{""}},
+		{"the platform named", both, other, named, []string{other}},
+		{"a platform the image lacks: none", onlyOther, host, named, nil},
+		{"none named: the host's", both, "", named, []string{host}},
+		{"none named, host's missing: every one", onlyOther, "", named, []string{other}},
+		{"a whole push or pull: every one", both, "", every, []string{host, other}},
+		{"a push of one platform: that one", both, other, every, []string{other}},
+		{"the platform the daemon acted on, even unlisted", onlyOther, host, acted, []string{host}},
+		{"acted, none said: the host's", both, "", acted, []string{host}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := platformsToJudge(tc.img, tc.requested, tc.every); !slices.Equal(got, tc.want) {
+			if got := platformsToJudge(tc.img, tc.requested, tc.sc); !slices.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})

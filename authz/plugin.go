@@ -514,7 +514,7 @@ func (p *Plugin) verifyCreate(ctx context.Context, call *Call, body []byte, pol 
 		d = p.daemonError(ctx, "run", call.Image, pol, err)
 	} else {
 		// The platform the daemon chose is the one that runs.
-		d = p.judgeImage(ctx, "run", containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
+		d = p.judgeImage(ctx, "run", containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, acted, pol)
 	}
 	if d.allow {
 		return d
@@ -547,10 +547,10 @@ func readOnly(method string) bool {
 }
 
 // judgeImage decides the platforms of img that a request naming the
-// platform requested brings into play (platformsToJudge): the first that
-// fails decides, else the last that passes.
-func (p *Plugin) judgeImage(ctx context.Context, action, ref string, img ImageInfo, requested string, every bool, pol *scoring.Policy) decision {
-	plats := platformsToJudge(img, requested, every)
+// platform requested brings into play in scope sc (platformsToJudge): the
+// first that fails decides, else the last that passes.
+func (p *Plugin) judgeImage(ctx context.Context, action, ref string, img ImageInfo, requested string, sc scope, pol *scoring.Policy) decision {
+	plats := platformsToJudge(img, requested, sc)
 	if len(plats) == 0 {
 		// The daemon lacks that platform: it answers "not found", and
 		// what it then pulls passes the pull gate.
@@ -665,7 +665,7 @@ func (p *Plugin) judgePush(ctx context.Context, ref, platform string, pol *scori
 	}
 	var last decision = allow()
 	for _, img := range images {
-		d := p.judgeImage(ctx, "push", displayRef(ref, img), img, platform, true, pol)
+		d := p.judgeImage(ctx, "push", displayRef(ref, img), img, platform, every, pol)
 		if !d.allow {
 			return d
 		}
@@ -731,7 +731,7 @@ func (p *Plugin) gatePullBefore(ctx context.Context, call *Call, pol *scoring.Po
 	if err != nil {
 		return decision{allow: true, image: ref, reason: "decided after the pull"}
 	}
-	return p.judgeImage(ctx, "pull", ref, info, call.Platform, false, pol)
+	return p.judgeImage(ctx, "pull", ref, info, call.Platform, named, pol)
 }
 
 // remoteVerdict scans the image in its registry before the daemon
@@ -805,7 +805,7 @@ func (p *Plugin) gateService(ctx context.Context, call *Call, pol *scoring.Polic
 	}
 	if err == nil {
 		// A local image found by the digest is the registry's image.
-		return p.judgeImage(ctx, "service", ref, info, "", false, pol)
+		return p.judgeImage(ctx, "service", ref, info, "", named, pol)
 	}
 	return p.remoteVerdict(ctx, "service", "before its tasks run", ref, "", pol)
 }
@@ -874,16 +874,21 @@ func (p *Plugin) gatePullAfter(ctx context.Context, call *Call, pol *scoring.Pol
 		}
 		images = []ImageInfo{info}
 	}
+	requested := call.Platform
+	if requested == "" {
+		requested = hostPlatform()
+	}
+	// A pull of one platform brought that one, which is judged even if the
+	// inspect does not list it; a pull of the whole tag (or one seen only
+	// as an event) may have brought several.
+	sc := every
+	if call.Platform != "" {
+		sc = acted
+	}
 	result := allow()
 	for _, img := range images {
 		shown := displayRef(ref, img)
-		// A pull of one platform brought that one; a pull of the whole
-		// tag (or one seen only as an event) may have brought several.
-		plats := platformsToJudge(img, call.Platform, true)
-		requested := call.Platform
-		if requested == "" {
-			requested = hostPlatform()
-		}
+		plats := platformsToJudge(img, call.Platform, sc)
 		var failed []string
 		var d decision
 		for _, pl := range plats {
@@ -1021,7 +1026,7 @@ func (p *Plugin) gateCreate(ctx context.Context, call *Call, pol *scoring.Policy
 	}
 	// A quarantined image needs no lookup here: it was quarantined for
 	// its verdict, which denies it again (or allows it, once approved).
-	return p.judgeImage(ctx, "run", ref, info, call.Platform, false, pol)
+	return p.judgeImage(ctx, "run", ref, info, call.Platform, named, pol)
 }
 
 // gateStart checks a container's image again when it starts: a container
@@ -1057,7 +1062,7 @@ func (p *Plugin) judgeContainer(ctx context.Context, action string, call *Call, 
 	case err != nil:
 		return p.daemonError(ctx, action, "container "+call.Name, pol, err)
 	}
-	return p.judgeImage(ctx, action, containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
+	return p.judgeImage(ctx, action, containerRef(c), p.imageOf(ctx, c.ImageID), c.Platform, acted, pol)
 }
 
 // containerRef is how a container's image is named in verdicts and

@@ -711,4 +711,20 @@ func TestPlatformsOfOneImage(t *testing.T) {
 	if res := p.AuthZRes(cr); res.Allow {
 		t.Fatal("a container of the failing platform survived the response phase")
 	}
+	// The daemon's word on a container's platform counts even when the
+	// image's inspect does not list that platform: it ran it.
+	d.images["hostonly:1"] = ImageInfo{ID: "sha256:hostonly", RepoTags: []string{"hostonly:1"}, Platforms: []string{host}}
+	d.containers["c2"] = Container{ID: "c2", Image: "hostonly:1", ImageID: "sha256:hostonly", Platform: "linux/s390x"}
+	cr2 := req("POST", "/containers/create", `{"Image":"hostonly:1"}`)
+	cr2.ResponseStatusCode, cr2.ResponseBody = 201, []byte(`{"Id":"c2"}`)
+	if res := p.AuthZRes(cr2); res.Allow {
+		t.Fatal("a container of a platform the inspect did not list passed unjudged")
+	}
+	// So does a pull's platform.
+	d.images["hostonly:2"] = ImageInfo{ID: "sha256:hostonly2", RepoTags: []string{"hostonly:2"}, Platforms: []string{host}}
+	pr := req("POST", "/images/create?fromImage=hostonly&tag=2&platform=linux/s390x", "")
+	pr.ResponseStatusCode = 200
+	if res := p.AuthZRes(pr); res.Allow {
+		t.Fatal("the pulled platform passed unjudged because the inspect did not list it")
+	}
 }

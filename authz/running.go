@@ -83,7 +83,7 @@ func (p *Plugin) review(ctx context.Context, why string, ids []string) (Review, 
 		}
 		start := time.Now()
 		r.Checked++
-		d := p.judgeImage(ctx, "run", c.Image, p.imageOf(ctx, c.ImageID), c.Platform, false, pol)
+		d := p.judgeImage(ctx, "run", c.Image, p.imageOf(ctx, c.ImageID), c.Platform, acted, pol)
 		if d.verdict == nil {
 			if r.Unknown++; r.Unknown == 1 {
 				unknownErr = d.err

@@ -42,8 +42,14 @@ var _ authz.Daemon = Daemon{}
 // asks for the image's manifests: on the containerd store, the platforms
 // an index ID holds are part of what a gate must judge.
 func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error) {
+	// A daemon whose version cannot be told is not guessed at: judged
+	// without its manifests, an index would pass on one platform.
+	manifests, err := d.apiAtLeast(ctx, "1.48")
+	if err != nil {
+		return authz.ImageInfo{}, err
+	}
 	var opts []client.ImageInspectOption
-	if d.apiAtLeast(ctx, "1.48") {
+	if manifests {
 		opts = append(opts, client.ImageInspectWithManifests(true))
 	}
 	insp, err := d.C.ImageInspect(ctx, ref, opts...)
@@ -58,7 +64,7 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 	info := authz.ImageInfo{ID: insp.ID, RepoTags: insp.RepoTags, RepoDigests: source.PulledDigests(insp.InspectResponse)}
 	for _, m := range insp.Manifests {
 		if m.Kind == image.ManifestKindImage && m.Available && m.ImageData != nil {
-			if pl := normalPlatform(m.ImageData.Platform); !slices.Contains(info.Platforms, pl) {
+			if pl := authz.NormalPlatform(m.ImageData.Platform); !slices.Contains(info.Platforms, pl) {
 				info.Platforms = append(info.Platforms, pl)
 			}
 		}
@@ -69,27 +75,36 @@ func (d Daemon) Inspect(ctx context.Context, ref string) (authz.ImageInfo, error
 // apiAtLeast reports whether the negotiated API version is at least v.
 // The version is read only after a negotiating ping succeeded: the client
 // writes it during negotiation.
-func (d Daemon) apiAtLeast(ctx context.Context, v string) bool {
+func (d Daemon) apiAtLeast(ctx context.Context, v string) (bool, error) {
 	if d.api != nil {
 		if known := d.api.Load(); known != nil {
-			return !versions.LessThan(*known, v)
+			return !versions.LessThan(*known, v), nil
 		}
 	}
 	if _, err := d.C.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return false
+		return false, fmt.Errorf("negotiate the API version: %w", err)
 	}
 	known := d.C.ClientVersion()
 	if d.api != nil {
 		d.api.Store(&known)
 	}
-	return !versions.LessThan(known, v)
+	return !versions.LessThan(known, v), nil
 }
 
-func normalPlatform(p ocispec.Platform) string { return platforms.Format(platforms.Normalize(p)) }
+// platformOf is the platform of the image manifest a container runs, when
+// the daemon says (API 1.48 on).
+func platformOf(m *ocispec.Descriptor) string {
+	if m == nil || m.Platform == nil {
+		return ""
+	}
+	return authz.NormalPlatform(*m.Platform)
+}
 
 // RemovePlatforms implements authz.Daemon (API 1.50 on).
 func (d Daemon) RemovePlatforms(ctx context.Context, id string, plats []string) error {
-	if !d.apiAtLeast(ctx, "1.50") {
+	if ok, err := d.apiAtLeast(ctx, "1.50"); err != nil {
+		return err
+	} else if !ok {
 		return fmt.Errorf("removing one platform of an image needs Docker API 1.50 (Docker 28.3) or later")
 	}
 	opts := client.ImageRemoveOptions{Force: true}
@@ -144,9 +159,7 @@ func (d Daemon) Container(ctx context.Context, name string) (authz.Container, er
 	if c.Config != nil {
 		out.Image = c.Config.Image
 	}
-	if m := c.ImageManifestDescriptor; m != nil && m.Platform != nil {
-		out.Platform = normalPlatform(*m.Platform)
-	}
+	out.Platform = platformOf(c.ImageManifestDescriptor)
 	return out, nil
 }
 
@@ -314,11 +327,7 @@ func (d Daemon) RunningContainers(ctx context.Context, ids ...string) ([]authz.C
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		ct := authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID}
-		if m := c.ImageManifestDescriptor; m != nil && m.Platform != nil {
-			ct.Platform = normalPlatform(*m.Platform)
-		}
-		out = append(out, ct)
+		out = append(out, authz.Container{ID: c.ID, Name: name, Image: c.Image, ImageID: c.ImageID, Platform: platformOf(c.ImageManifestDescriptor)})
 	}
 	return out, nil
 }
