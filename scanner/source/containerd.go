@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -140,6 +141,9 @@ func viewLowerDirs(mounts []mount.Mount) ([]string, error) {
 	m := mounts[0]
 	switch m.Type {
 	case "bind", "rbind":
+		if !filepath.IsAbs(m.Source) {
+			return nil, fmt.Errorf("%w: bind source %q is not absolute", errFallback, m.Source)
+		}
 		return []string{m.Source}, nil
 	case "overlay":
 		for _, o := range m.Options {
@@ -152,6 +156,13 @@ func viewLowerDirs(mounts []mount.Mount) ([]string, error) {
 				return nil, fmt.Errorf("%w: escaped overlay lowerdir %q", errFallback, lower)
 			}
 			dirs := strings.Split(lower, ":")
+			for _, d := range dirs {
+				if !filepath.IsAbs(d) {
+					// A relative path would be read from the plugin's
+					// working directory, not from the snapshot.
+					return nil, fmt.Errorf("%w: overlay lowerdir %q is not absolute", errFallback, d)
+				}
+			}
 			slices.Reverse(dirs)
 			return dirs, nil
 		}
@@ -323,7 +334,9 @@ func (s *ContainerdStore) imageConfig(ctx context.Context, id, platform string) 
 		}
 		doc.Config = nil
 		if err := json.Unmarshal(raw, &doc); err != nil || doc.Config == nil {
-			return nil, fmt.Errorf("manifest %s of image %s: no config (%v)", best.Digest, id, err)
+			// A nested index, or another kind of document: the daemon's
+			// own reading is the fallback.
+			return nil, fmt.Errorf("%w: manifest %s of image %s: no config (%v)", errFallback, best.Digest, id, err)
 		}
 	}
 	raw, err = read(doc.Config.Digest, doc.Config.Size, "config")

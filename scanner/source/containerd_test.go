@@ -23,6 +23,8 @@ func TestViewLowerDirs(t *testing.T) {
 		{"an overlay without lowerdir", []mount.Mount{{Type: "overlay", Options: []string{"upperdir=/u"}}}, nil},
 		{"another kind of mount", []mount.Mount{{Type: "erofs", Source: "/x"}}, nil},
 		{"two mounts", []mount.Mount{{Type: "bind", Source: "/a"}, {Type: "bind", Source: "/b"}}, nil},
+		{"a relative bind source", []mount.Mount{{Type: "bind", Source: "s/1/fs"}}, nil},
+		{"a relative lowerdir", []mount.Mount{{Type: "overlay", Options: []string{"lowerdir=/s/2/fs:s/1/fs"}}}, nil},
 		{"none", nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
