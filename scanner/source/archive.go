@@ -170,6 +170,7 @@ func ReadArchive(ctx context.Context, r io.Reader, want string, lim layerfs.Limi
 	if err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
+	defer in.Close()
 	tr := tar.NewReader(&capped{r: in, n: maxStream})
 	return walkArchive(ctx, tr, want, func(*tar.Header, string) (entryReader, []byte, error) {
 		br := bufio.NewReaderSize(tr, 64<<10)
@@ -226,6 +227,7 @@ func readLayerBlob(ctx context.Context, r io.Reader, lim layerfs.Limits) (*archL
 	if err != nil {
 		return nil, err
 	}
+	defer plain.Close()
 	diffHash := sha256.New()
 	tee := io.TeeReader(&capped{r: plain, n: maxStream}, diffHash)
 	fs, err := layerfs.FromTar(ctx, tee, lim)
@@ -246,7 +248,7 @@ func digestOf(h hash.Hash) string { return "sha256:" + hex.EncodeToString(h.Sum(
 
 // decompress tells gzip and zstd from plain data by their magic bytes.
 // A compressed stream is bounded by its ratio too (see bombGuard).
-func decompress(br *bufio.Reader) (io.Reader, error) {
+func decompress(br *bufio.Reader) (io.ReadCloser, error) {
 	head, _ := br.Peek(4)
 	in := &counting{r: br}
 	switch {
@@ -263,7 +265,7 @@ func decompress(br *bufio.Reader) (io.Reader, error) {
 		}
 		return newBombGuard(zr.IOReadCloser(), in), nil
 	}
-	return br, nil
+	return io.NopCloser(br), nil
 }
 
 // Past bombFloor bytes, a decompressed stream may be at most bombRatio
@@ -289,6 +291,7 @@ func (c *counting) Read(p []byte) (int, error) {
 }
 
 // bombGuard fails a decompressed stream that outgrows its ratio bound.
+// Closing it closes the decompressor (zstd's holds buffers until then).
 type bombGuard struct {
 	r            io.Reader
 	in           *counting
@@ -307,6 +310,13 @@ func (b *bombGuard) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("the stream decompresses to %d bytes from %d, over %d times its size: refused as a compression bomb", b.out, b.in.n, b.ratio)
 	}
 	return n, err
+}
+
+func (b *bombGuard) Close() error {
+	if c, ok := b.r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // capped fails a read past n bytes.

@@ -158,12 +158,14 @@ func readRemoteLayer(ctx context.Context, l v1.Layer, want string, blobDigest bo
 		if err != nil {
 			return nil, fmt.Errorf("decompress the plugin layer: %w", err)
 		}
+		defer zr.Close()
 		stream = &capped{r: zr, n: maxStream}
 	} else {
 		zr, err := decompress(bufio.NewReaderSize(raw, 64<<10))
 		if err != nil {
 			return nil, fmt.Errorf("decompress the layer: %w", err)
 		}
+		defer zr.Close()
 		hashed = io.TeeReader(&capped{r: zr, n: maxStream}, h)
 		stream = hashed
 	}
